@@ -78,17 +78,23 @@ class _Reducer:
         self.rows = rows
 
     def update(self, x: torch.Tensor) -> None:
-        x = x.detach().float()
+        x = x.detach()
+        if x.dtype != torch.float32:
+            x = x.float()
         if x.shape[0] == 1 and self.rows.stop - self.rows.start > 1:
             x = x.expand(self.rows.stop - self.rows.start, -1, -1)  # shared position embeddings
-        bad = int((~torch.isfinite(x)).sum())
-        if bad:
-            self.stats.nonfinite += bad
+        norms = torch.linalg.vector_norm(x, dim=-1)
+        if not bool(torch.isfinite(norms).all()):
+            # Counting needs a full pass, so it runs only when a norm already shows trouble.
+            self.stats.nonfinite += int((~torch.isfinite(x)).sum())
             x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        self.stats.norms[self.rows] = torch.linalg.vector_norm(x, dim=-1).numpy()
-        np.maximum(self.stats.max_abs, x.abs().amax(dim=(0, 2)).numpy(), out=self.stats.max_abs)
+            norms = torch.linalg.vector_norm(x, dim=-1)
+        self.stats.norms[self.rows] = norms.numpy()
+        # max |x| as max(amax, -amin): two reductions, no temporary the size of x.
+        peak = torch.maximum(x.amax(dim=(0, 2)), x.amin(dim=(0, 2)).neg())
+        np.maximum(self.stats.max_abs, peak.numpy(), out=self.stats.max_abs)
         if self.stats.position_sum is not None:
-            self.stats.position_sum += x.double().sum(dim=0).numpy()
+            self.stats.position_sum += x.sum(dim=0, dtype=torch.float64).numpy()
         if self.stats.samples is not None:
             in_batch = (self.index[:, 0] >= self.rows.start) & (self.index[:, 0] < self.rows.stop)
             where = np.flatnonzero(in_batch)
@@ -99,42 +105,54 @@ class _Reducer:
 
 
 class _Verifier:
-    """Rebuilds each block's output from its input plus attention and MLP outputs, batch by batch."""
+    """Rebuilds each block's output from its input plus attention and MLP outputs, batch by batch.
 
-    def __init__(self, n_blocks: int) -> None:
+    On the first batch every rebuilt block is compared with the model's own ``hidden_states``
+    (which proves the resid_post hook reads what transformers reports); later batches compare
+    inside the block's hook with its output, the same tensor, without keeping 2 x n_blocks
+    activations alive.
+    """
+
+    def __init__(self, n_blocks: int, tolerance: float) -> None:
+        self.tolerance = tolerance
         self.resid_pre: dict[int, torch.Tensor] = {}
         self.attn: dict[int, torch.Tensor] = {}
-        self.mid_error: dict[int, float] = {}
         self.reconstructed: dict[int, torch.Tensor] = {}
         self.worst = np.zeros(n_blocks)
+        self.keep_for_hidden_states = True
+
+    def _record(self, block: int, error: float, what: str) -> None:
+        self.worst[block] = max(self.worst[block], error)
+        if error > self.tolerance or not np.isfinite(error):
+            raise VerificationError(block, error, self.tolerance, what)
 
     def record_mid(self, block: int, resid_mid: torch.Tensor) -> None:
-        expected = self.resid_pre[block] + self.attn[block]
-        self.mid_error[block] = _relative_rms(resid_mid, expected)
+        self._record(block, _relative_rms(self.resid_pre[block] + self.attn[block], resid_mid), "resid_pre + attn_out vs resid_mid")
 
     def finish_block(self, block: int, mlp_out: torch.Tensor) -> None:
         self.reconstructed[block] = self.resid_pre.pop(block) + self.attn.pop(block) + mlp_out.detach()
 
-    def compare(self, hidden_states: tuple[torch.Tensor, ...], final_norm: nn.Module, tolerance: float) -> None:
+    def block_output(self, block: int, resid_post: torch.Tensor) -> None:
+        rebuilt = self.reconstructed[block] if self.keep_for_hidden_states else self.reconstructed.pop(block)
+        self._record(block, _relative_rms(rebuilt, resid_post), "resid_pre + attn_out + mlp_out vs the block output")
+
+    def compare(self, hidden_states: tuple[torch.Tensor, ...], final_norm: nn.Module) -> None:
         last = len(self.worst) - 1
         for block, rebuilt in sorted(self.reconstructed.items()):
             target = hidden_states[block + 1]
             error = _relative_rms(rebuilt, target)
-            if block == last and error > tolerance:
-                # Some transformers versions store the last hidden state after the final norm.
+            if block == last and error > self.tolerance:
+                # transformers stores the last hidden state after the final norm.
                 error = _relative_rms(final_norm(rebuilt), target)
-            error = max(error, self.mid_error.get(block, 0.0))
-            self.worst[block] = max(self.worst[block], error)
-            if error > tolerance or not np.isfinite(error):
-                raise VerificationError(block, error, tolerance, "reconstructed resid_post vs the model's hidden_states")
+            self._record(block, error, "reconstructed resid_post vs the model's hidden_states")
         self.reconstructed.clear()
-        self.mid_error.clear()
+        self.keep_for_hidden_states = False
 
 
 def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    scale = float(b.pow(2).mean().sqrt()) or 1.0
-    return float((a - b).pow(2).mean().sqrt()) / scale
+    """RMS(a - b) / RMS(b), in float32: exact-sum reconstructions give 0, real bugs give >> 1e-5."""
+    scale = float(torch.linalg.vector_norm(b.float())) or 1.0
+    return float(torch.linalg.vector_norm(a.float() - b.float())) / scale
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -165,9 +183,9 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
         for site in selected
     }
     reducers = {site: _Reducer(s, index) for site, s in stats.items()}
-    verifier = _Verifier(loaded.n_blocks) if plan.verify else None
-    handles = _install_hooks(loaded, reducers, verifier)
     dtype = next(loaded.model.parameters()).dtype
+    verifier = _Verifier(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
+    handles = _install_hooks(loaded, reducers, verifier)
     device = next(loaded.model.parameters()).device
     ids = torch.from_numpy(batch.ids)
     try:
@@ -178,12 +196,11 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
             rows = slice(start, min(start + plan.batch_size, n_seq))
             for reducer in reducers.values():
                 reducer.start_batch(rows)
+            full_check = verifier is not None and verifier.keep_for_hidden_states
             with torch.inference_mode():
-                out = loaded.base(input_ids=ids[rows].to(device), output_hidden_states=verifier is not None, use_cache=False)
-            if verifier is not None:
-                final_norm = loaded.table.resolve(loaded.base, loaded.table.final_norm)
-                with torch.inference_mode():
-                    verifier.compare(out.hidden_states, final_norm, TOLERANCE.get(dtype, 1e-2))
+                out = loaded.base(input_ids=ids[rows].to(device), output_hidden_states=full_check, use_cache=False)
+                if full_check:
+                    verifier.compare(out.hidden_states, loaded.table.resolve(loaded.base, loaded.table.final_norm))
             del out
     finally:
         for handle in handles:
@@ -275,5 +292,5 @@ def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier
             feed(Site(i, Point.MLP_OUT)),
             (lambda x, i=i: v.finish_block(i, x)) if v else None,
         )
-        add_output(block, feed(Site(i, Point.RESID_POST)))
+        add_output(block, feed(Site(i, Point.RESID_POST)), (lambda x, i=i: v.block_output(i, x)) if v else None)
     return handles

@@ -1,11 +1,88 @@
-"""pytest plugin: options and hooks only; inert unless a --geom-* option selects a model."""
+"""pytest plugin: options and hooks only; inert unless a model is named with --geom-model (or ini geom_model)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other projects' runs stay fast
+    from .runner import GeomSession
+
+SESSION_KEY = pytest.StashKey["GeomSession"]()
+MODELS_KEY = pytest.StashKey[list[str]]()
+SPEC_PATHS_KEY = pytest.StashKey[list[Path]]()
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+_OPTIONS = (
+    # (option, dest, ini type, help)
+    ("--geom-spec", "geom_spec", "paths", "spec files or folders (default: specs/)"),
+    ("--geom-report", "geom_report", "string", "HTML report path (default: reports/<model>-<spec>.html); 'none' disables"),
+    ("--geom-device", "geom_device", "string", "cpu (default), cuda, or auto (shard across devices with accelerate)"),
+    ("--geom-dtype", "geom_dtype", "string", "float32 (default), bfloat16 or float16"),
+    ("--geom-seed", "geom_seed", "string", "seed for random: twins and input sampling (default 0)"),
+    ("--geom-token-budget", "geom_token_budget", "string", "largest sequences x tokens a spec may ask for"),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("geomcheck", "latent-space geometry checks")
-    group.addoption("--geom-model", action="append", dest="geom_models", default=[], metavar="REF",
-                    help="model reference to check (alias, hub id, directory, .gguf, random:...); repeatable")
+    group = parser.getgroup("geomcheck", "latent-space geometry checks (geomcheck)")
+    group.addoption("--geom-model", action="append", dest="geom_model", default=None, metavar="REF",
+                    help="model to check: alias, hub id, directory, .gguf or random:<ref>; repeatable")
+    parser.addini("geom_model", type="linelist", help="models to check when --geom-model is not given")
+    for option, dest, kind, text in _OPTIONS:
+        action = "append" if kind == "paths" else "store"
+        group.addoption(option, action=action, dest=dest, default=None, help=text)
+        parser.addini(dest, type="linelist" if kind == "paths" else "string", help=text)
+    group.addoption("--geom-allow-pickle", action="store_true", dest="geom_allow_pickle", default=False,
+                    help="allow pickle-based checkpoints (.bin/.pt), loaded with weights_only=True")
+    group.addoption("--geom-trust-remote-code", action="store_true", dest="geom_trust_remote_code", default=False,
+                    help="allow a checkpoint's own Python code (auto_map)")
+
+
+def setting(config: pytest.Config, dest: str) -> object:
+    """Command line first, then the ini key of the same name."""
+    value = config.getoption(dest)
+    return value if value not in (None, []) else (config.getini(dest) or None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    models = setting(config, "geom_model")
+    if not models:
+        return
+    if getattr(config.option, "dist", "no") == "load":
+        # All checks of one model go to one xdist worker, so each model is loaded and captured once.
+        config.option.dist = "loadgroup"
+    from .collect import build_session
+
+    config.stash[SESSION_KEY] = build_session(config, list(models))
+    spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
+    config.stash[SPEC_PATHS_KEY] = [p.resolve() for p in spec_paths]
+    config.addinivalue_line("markers", "geomcheck: a geometry check generated from a spec file")
+    # Without explicit paths, run the spec checks rather than the project's own tests.
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = [str(p) for p in spec_paths]
+    else:
+        config.args = list(config.args) + [str(p) for p in spec_paths if str(p) not in config.args]
+    if str(setting(config, "geom_report") or "").lower() != "none":
+        # Registered on xdist workers too: the worker that ran a model's checks holds its measurements.
+        from .report.pytest_reporter import ReportWriter
+
+        config.pluginmanager.register(ReportWriter(config), "geomcheck-report")
+
+
+def is_spec_file(path: Path, spec_paths: list[Path]) -> bool:
+    if path.suffix not in SPEC_SUFFIXES:
+        return False
+    resolved = path.resolve()
+    return any(resolved == root or root in resolved.parents for root in spec_paths)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if SESSION_KEY in parent.config.stash and is_spec_file(file_path, parent.config.stash[SPEC_PATHS_KEY]):
+        from .collect import SpecFile
+
+        return SpecFile.from_parent(parent, path=file_path)
+    return None

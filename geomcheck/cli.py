@@ -1,0 +1,176 @@
+"""The ``geomcheck`` command: list models and sites, summarise a capture, print the spec schema, run specs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import GeomcheckError
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_USAGE = 0, 1, 3, 4
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (shard with accelerate)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--seed", type=int, default=0, help="seed for random: twins and input sampling")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow pickle-based checkpoints (.bin/.pt)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code")
+
+
+def _load_options(args: argparse.Namespace):
+    from .models import LoadOptions
+
+    return LoadOptions(
+        device=args.device, dtype=args.dtype, seed=args.seed, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geomcheck", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("models", help="known aliases and whether each is available offline now")
+
+    sites = commands.add_parser("sites", help="list a model's capture sites, one per line")
+    sites.add_argument("--model", required=True)
+    sites.add_argument("--select", action="append", default=None, help="glob pattern(s), e.g. 'blocks.*.attn_out'")
+    _add_model_options(sites)
+
+    summary = commands.add_parser("capture", help="capture a model and print per-block residual norms")
+    summary.add_argument("--model", required=True)
+    summary.add_argument("--mode", default="corpus", choices=["corpus", "text", "dataset", "single_token", "repeated_token"])
+    summary.add_argument("--source", default=None, help="file/folder for --mode text, dataset id for --mode dataset")
+    summary.add_argument("--sequences", type=int, default=8)
+    summary.add_argument("--tokens", type=int, default=256)
+    summary.add_argument("--bos", choices=["yes", "no", "default"], default="default")
+    summary.add_argument("--batch-size", type=int, default=8)
+    summary.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_model_options(summary)
+
+    commands.add_parser("schema", help="print the JSON Schema of spec files")
+
+    run = commands.add_parser("run", help="check models against specs (same checks and exit codes as pytest)")
+    run.add_argument("--model", action="append", required=True, dest="models")
+    run.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
+    run.add_argument("--report", default=None, help="HTML report path (default reports/<model>-<spec>.html)")
+    run.add_argument("--no-report", action="store_true")
+    run.add_argument("--token-budget", type=int, default=None)
+    _add_model_options(run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GeomcheckError as exc:
+        print(f"geomcheck: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("geomcheck: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import availability
+
+    rows = availability()
+    width = max(len(alias) for alias, _, _ in rows)
+    for alias, target, status in rows:
+        print(f"{alias:<{width}}  {target:<34}  {status}")
+    print("\nAlso accepted: a hub id (owner/name), a local directory, a .gguf file, and random:<any of these>.")
+    return EXIT_OK
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    from .capture import model_sites
+    from .models import load
+    from .sites import select_sites
+
+    loaded = load(args.model, _load_options(args))
+    sites = model_sites(loaded)
+    if args.select:
+        sites = select_sites(sites, args.select)
+    print("\n".join(site.name for site in sites))
+    return EXIT_OK
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from .capture import CapturePlan, capture
+    from .inputs import InputSpec, build_batch, check_budget
+    from .models import load
+    from .sites import Point
+
+    bos = {"yes": True, "no": False, "default": None}[args.bos]
+    spec = InputSpec(mode=args.mode, source=args.source, sequences=args.sequences, tokens=args.tokens, seed=args.seed, bos=bos)
+    check_budget(spec, context_length=None)
+    loaded = load(args.model, _load_options(args))
+    check_budget(spec, context_length=loaded.context_length)
+    batch = build_batch(
+        spec, loaded.tokenizer, bos_token_id=loaded.bos_token_id, default_bos=loaded.table.prepend_bos, vocab_size=loaded.model.config.vocab_size
+    )
+    started = time.perf_counter()
+    plan = CapturePlan(sites=("embed", "blocks.*.resid_post", "final_norm"), samples=0, batch_size=args.batch_size, seed=args.seed)
+    acts = capture(loaded, batch, plan)
+    seconds = time.perf_counter() - started
+    rows = []
+    named = [("embed", acts.site(None, Point.EMBED))]
+    named += [(f"blocks.{b}.resid_post", s) for b, s in sorted(acts.block_stats(Point.RESID_POST).items())]
+    named.append(("final_norm", acts.site(None, Point.FINAL_NORM)))
+    for name, stats in named:
+        first = float(stats.norms[:, 0].mean())
+        rest = float(np.median(stats.norms[:, 1:])) if acts.length > 1 else float("nan")
+        rows.append({"site": name, "position_0": first, "median_rest": rest, "ratio": first / rest if rest else float("nan")})
+    worst = max((v.rms_error for v in acts.verification), default=0.0)
+    header = {
+        "model": loaded.ref.text,
+        "source": loaded.source,
+        "inputs": batch.description,
+        "bos": batch.bos,
+        "load_seconds": round(loaded.load_seconds, 2),
+        "capture_seconds": round(seconds, 2),
+        "verified_blocks": len(acts.verification),
+        "worst_relative_rms_error": worst,
+    }
+    if args.json:
+        print(json.dumps({**header, "rows": rows}, indent=2))
+        return EXIT_OK
+    for key, value in header.items():
+        print(f"{key}: {value}")
+    print(f"\n{'site':<22} {'|x| pos 0':>12} {'median |x| pos>=1':>18} {'ratio':>9}")
+    for row in rows:
+        print(f"{row['site']:<22} {row['position_0']:>12.2f} {row['median_rest']:>18.2f} {row['ratio']:>9.2f}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import RunOptions, run_cli
+
+    options = RunOptions(
+        models=tuple(args.models),
+        specs=tuple(args.specs or ["specs"]),
+        report=None if args.no_report else args.report,
+        write_report=not args.no_report,
+        load=_load_options(args),
+        token_budget=args.token_budget,
+    )
+    return run_cli(options)
+
+
+COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run}
+
+if __name__ == "__main__":
+    sys.exit(main())

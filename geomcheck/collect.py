@@ -1,0 +1,78 @@
+"""Spec files as pytest collectors and each (check, model) pair as a test item."""
+
+from __future__ import annotations
+
+import pytest
+
+from .errors import GeomcheckError, SpecError
+from .models import LoadOptions
+from .plugin import MODELS_KEY, SESSION_KEY, setting
+from .runner import CheckResult, GeomSession
+from .spec import Check, Spec, load_spec
+
+
+
+def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
+    from .inputs import DEFAULT_TOKEN_BUDGET
+
+    config.stash[MODELS_KEY] = models
+    options = LoadOptions(
+        device=str(setting(config, "geom_device") or "cpu"),
+        dtype=str(setting(config, "geom_dtype") or "float32"),
+        seed=int(setting(config, "geom_seed") or 0),
+        allow_pickle=bool(config.getoption("geom_allow_pickle")),
+        trust_remote_code=bool(config.getoption("geom_trust_remote_code")),
+    )
+    budget = int(setting(config, "geom_token_budget") or DEFAULT_TOKEN_BUDGET)
+    return GeomSession(options, budget)
+
+
+class CheckFailed(AssertionError):
+    """Raised by a failing check; carries the result so the failure text can lead with its headline."""
+
+    def __init__(self, result: CheckResult) -> None:
+        self.result = result
+        super().__init__(result.outcome.headline)
+
+
+class SpecFile(pytest.File):
+    def collect(self):
+        try:
+            spec = load_spec(self.path)
+        except SpecError as exc:
+            raise self.CollectError(str(exc)) from None
+        for model in self.config.stash[MODELS_KEY]:
+            for check in spec.checks:
+                item = CheckItem.from_parent(self, name=f"{check.id}[{model}]", spec=spec, check=check, model=model)
+                item.add_marker(pytest.mark.geomcheck)
+                item.add_marker(pytest.mark.xdist_group(model))
+                yield item
+
+
+class CheckItem(pytest.Item):
+    def __init__(self, *, spec: Spec, check: Check, model: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.check = check
+        self.model = model
+
+    def runtest(self) -> None:
+        result = self.config.stash[SESSION_KEY].run_check(self.spec, self.check, self.model)
+        outcome = result.outcome
+        for name, value in outcome.properties():
+            self.user_properties.append((name, value))
+        if outcome.status == "skipped":
+            pytest.skip(outcome.headline)
+        if outcome.status != "passed":
+            raise CheckFailed(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CheckFailed):
+            outcome = excinfo.value.result.outcome
+            return "\n".join([outcome.headline, *outcome.details])
+        if isinstance(excinfo.value, GeomcheckError) and self.config.getoption("verbose") <= 0:
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, self.check.line - 1, f"{self.check.id}[{self.model}]"

@@ -1,0 +1,155 @@
+"""Whether attention outputs and MLP outputs occupy linearly separable regions of the residual space.
+
+Definition (Ning & Rangaraju, "Visualizing LLM Latent Space Geometry Through Dimensionality
+Reduction", arXiv 2511.21594, who see attention and MLP outputs form separate clusters in PCA/UMAP):
+pool the sampled ``attn_out`` and ``mlp_out`` vectors of every block in ``layers`` (same tokens at
+both sites, positions < ``skip_first`` dropped, optionally unit-normalised and averaged over groups
+of ``average`` samples of one sequence), label them by site and fit a logistic-regression probe.
+Accuracy is balanced and held out: 4-fold GroupKFold by sequence id, so a probe cannot win by
+memorising a sequence. Metrics:
+
+- ``probe_pca_accuracy`` (default): the probe on the top ``pca_components`` principal components,
+  PCA fitted inside each training fold. Default k = 8, unit vectors.
+- ``probe_accuracy``: the same probe in the full hidden dimension.
+- ``fisher_ratio``: (mu_a - mu_m)^T (S_a + S_m)^+ (mu_a - mu_m) in the k-dim PCA space.
+- ``silhouette``: silhouette of the two site labels in the k-dim PCA space (Euclidean).
+
+Per-layer values of ``probe_pca_accuracy`` and ``fisher_ratio`` come from each block alone.
+
+Why these defaults: per block, and pooled in full dimension, a probe separates the two sites
+almost perfectly even at random init (SmolLM2-135M, 16 x 256 corpus tokens, blocks 5-24 pooled,
+unit vectors: full-dim 0.95 trained vs 0.95 random). What training adds is that the separation
+lives in the few directions of largest variance: top-8-PCA probe 0.90 trained vs 0.61 random,
+Fisher ratio 3.1 vs 0.05; top-2 gives only 0.60 vs 0.53 and raw (not unit) vectors 0.80 vs 0.65.
+Pool over the middle blocks (5-24 of 30): the first and last blocks blur the trained signal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from ..activations import Activations
+from ..sites import Point, Site
+from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+
+NAME = "attn_mlp_separation"
+ATTN, MLP = 0, 1
+
+
+class Params(PropertyParams):
+    """Probe settings; the defaults are the variant that best tells a trained model from its random twin."""
+
+    pca_components: int = Field(8, ge=1, le=64, description="k of the PCA projection the default probe sees")
+    unit_normalise: bool = Field(True, description="divide each vector by its norm before probing")
+    average: int = Field(1, ge=1, le=64, description="average groups of this many samples of one sequence first")
+    skip_first: int = Field(1, ge=0, description="drop tokens at positions below this (the BOS / first token)")
+    max_points: int = Field(8000, ge=100, le=100_000, description="pooled points kept (seeded subsample)")
+    folds: int = Field(4, ge=2, le=10, description="GroupKFold folds, grouped by sequence")
+
+
+def applies(acts: Activations) -> str | None:
+    return None
+
+
+def _pooled(acts: Activations, params: Params, layers: tuple[int, ...], rng: np.random.Generator):
+    """Vectors, site labels, sequence ids and block ids of the pooled, subsampled points."""
+    index = acts.sample_index
+    keep = np.flatnonzero(index[:, 1] >= params.skip_first)
+    groups = _averaging_groups(index[keep, 0], params.average)
+    per_layer = max(1, params.max_points // (2 * len(layers)))
+    vectors, labels, sequences, blocks = [], [], [], []
+    for block in layers:
+        chosen = np.sort(rng.choice(len(groups), size=min(per_layer, len(groups)), replace=False))
+        for label, point in ((ATTN, Point.ATTN_OUT), (MLP, Point.MLP_OUT)):
+            samples = acts.sites[Site(block, point)].samples[keep].astype(np.float64)
+            if params.unit_normalise:
+                norms = np.linalg.norm(samples, axis=1, keepdims=True)
+                samples = np.divide(samples, norms, out=np.zeros_like(samples), where=norms > 0)
+            vectors.append(np.stack([samples[groups[g]].mean(axis=0) for g in chosen]))
+            labels.append(np.full(len(chosen), label))
+            sequences.append(np.array([index[keep[groups[g][0]], 0] for g in chosen]))
+            blocks.append(np.full(len(chosen), block))
+    return np.concatenate(vectors), np.concatenate(labels), np.concatenate(sequences), np.concatenate(blocks)
+
+
+def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
+    """Row indices grouped ``size`` at a time within one sequence; a short remainder is dropped."""
+    groups = []
+    for seq in np.unique(sequence_ids):
+        rows = np.flatnonzero(sequence_ids == seq)
+        groups.extend(rows[i : i + size] for i in range(0, len(rows) - size + 1, size))
+    return groups
+
+
+def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
+    steps = [PCA(n_components=min(components, x.shape[1]), svd_solver="full")] if components else []
+    clf = make_pipeline(*steps, LogisticRegression(max_iter=2000))
+    scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(n_splits=folds), scoring="balanced_accuracy")
+    return float(np.mean(scores))
+
+
+def _fisher(z: np.ndarray, y: np.ndarray) -> float:
+    a, m = z[y == ATTN], z[y == MLP]
+    diff = a.mean(axis=0) - m.mean(axis=0)
+    within = np.atleast_2d(np.cov(a, rowvar=False)) + np.atleast_2d(np.cov(m, rowvar=False))
+    return float(diff @ np.linalg.pinv(within) @ diff)
+
+
+def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+    """Measure the held-out linear separability of attention vs MLP outputs pooled over ``layers``."""
+    if not layers:
+        return invalid(NAME, "no layers selected", layers, params)
+    sites = [Site(b, p) for b in layers for p in (Point.ATTN_OUT, Point.MLP_OUT)]
+    reason = missing_reason(acts, sites, "attn_out/mlp_out")
+    if reason is None and any(acts.sites[s].samples is None for s in sites):
+        reason = "capture did not keep samples at attn_out/mlp_out (CapturePlan.sampled)"
+    reason = reason or nonfinite_reason(acts, sites)
+    if reason:
+        return invalid(NAME, reason, layers, params)
+    n_seq = len(np.unique(acts.sample_index[acts.sample_index[:, 1] >= params.skip_first, 0]))
+    if n_seq < params.folds:
+        return invalid(NAME, f"held-out probing needs samples from at least {params.folds} sequences; got {n_seq}", layers, params)
+    rng = np.random.default_rng(acts.seed)
+    x, y, seq, block = _pooled(acts, params, layers, rng)
+    if np.ptp(x, axis=0).max() == 0:
+        return invalid(NAME, "attn_out and mlp_out samples are all identical (constant or zero activations)", layers, params)
+    k = params.pca_components
+    pca = PCA(n_components=min(k, *x.shape), svd_solver="full").fit(x)
+    z = pca.transform(x)
+    per_probe, per_fisher = {}, {}
+    for b in layers:
+        rows = block == b
+        per_probe[b] = _probe(x[rows], y[rows], seq[rows], params.folds, k)
+        zb = PCA(n_components=min(k, rows.sum() - 1, x.shape[1]), svd_solver="full").fit_transform(x[rows])
+        per_fisher[b] = _fisher(zb, y[rows])
+    silhouette_rng = int(rng.integers(2**31))
+    metrics = [
+        Metric("probe_pca_accuracy", f"held-out balanced accuracy of a linear probe on the top {k} PCs", _probe(x, y, seq, params.folds, k), per_probe),
+        Metric("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension", _probe(x, y, seq, params.folds, None)),
+        Metric("fisher_ratio", f"Fisher discriminant ratio of the two sites in the top {k} PCs", _fisher(z, y), per_fisher),
+        Metric("silhouette", f"silhouette of the site labels in the top {k} PCs", float(silhouette_score(z, y, sample_size=min(len(z), 4000), random_state=silhouette_rng))),
+    ]
+    details = {
+        "pca_2d": z[:, :2].astype(np.float32),
+        "label": y.astype(np.int8),
+        "block": block.astype(np.int16),
+        "explained_variance_ratio": pca.explained_variance_ratio_,
+    }
+    return measurement(NAME, layers, params, metrics, details)
+
+
+PROPERTY = PropertyDef(
+    name=NAME,
+    params=Params,
+    measure=attn_mlp_separation,
+    applies=applies,
+    summary="attention and MLP outputs separate along the top principal components (held-out linear probe)",
+    metrics=("probe_pca_accuracy", "probe_accuracy", "fisher_ratio", "silhouette"),
+    default_metric="probe_pca_accuracy",
+)

@@ -1,0 +1,132 @@
+"""How much of the residual stream is organised by position, in models whose positions are rotary.
+
+Definition (Ning & Rangaraju, "Visualizing LLM Latent Space Geometry Through Dimensionality
+Reduction", arXiv 2511.21594, who see LLaMA's hidden states ordered by sequence position in PCA
+even without a position table): at each block's ``resid_post``, over positions t >= ``skip_first``
+(default 1, dropping the BOS / first-token outlier) and N sequences, with per-position means m_t,
+their mean mu and E||x||^2 from the captured norms:
+
+- ``position_variance_share`` (default): between-position variance / total variance, with
+  total = E||x||^2 - ||mu||^2 and between = mean_t ||m_t - mu||^2 corrected for the sampling noise
+  of a mean over N sequences: (between - total / N) / (1 - 1 / N). Without the correction the
+  share has a floor of ~1/N (0.06 at 16 sequences) that hides the signal.
+- ``early_tail``: distance between the centroid of the first ``early_positions`` positions and the
+  centroid of the rest, in units of the rest's spread sqrt(E||x - centroid||^2).
+- ``position_silhouette``: silhouette of ``position_bins`` equal-width position bins over the
+  sampled vectors (positions from ``sample_index``) in the top ``pca_components`` PCs.
+
+Per-layer values for each; aggregates are medians over ``layers``. Applies to any model; it is
+meant for rotary ones, where no position table exists to inspect. SmolLM2-135M, 16 x 256 corpus
+tokens: share 0.00-0.02 per block trained vs <= 0 random; raw (uncorrected) 0.06-0.084 vs 0.053-0.069.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+from sklearn.decomposition import PCA
+from sklearn.metrics import silhouette_score
+
+from ..activations import Activations
+from ..sites import Point, Site
+from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+
+NAME = "sequence_structure"
+
+
+class Params(PropertyParams):
+    """Which positions count and how the position bins and early tail are drawn."""
+
+    skip_first: int = Field(1, ge=0, description="positions below this are left out (the BOS / first token)")
+    early_positions: int = Field(8, ge=1, le=512, description="positions that make the early tail")
+    position_bins: int = Field(4, ge=2, le=32, description="equal-width position bins for the silhouette")
+    pca_components: int = Field(2, ge=1, le=64, description="PCs the silhouette is computed in")
+    max_points: int = Field(4000, ge=50, le=20_000, description="samples used for the silhouette (seeded subsample)")
+
+
+def applies(acts: Activations) -> str | None:
+    return None
+
+
+def _share_and_tail(stats, params: Params, n_seq: int) -> tuple[float, float] | None:
+    first = params.skip_first
+    means = stats.position_mean[first:]
+    squared = (stats.norms[:, first:].astype(np.float64) ** 2).mean(axis=0)
+    mu = means.mean(axis=0)
+    total = float(squared.mean() - mu @ mu)
+    if total <= 0:
+        return None
+    between = float(((means - mu) ** 2).sum(axis=1).mean())
+    share = (between - total / n_seq) / (1 - 1 / n_seq)
+    early, rest = means[: params.early_positions], means[params.early_positions :]
+    rest_centroid = rest.mean(axis=0)
+    spread = float(squared[params.early_positions :].mean() - rest_centroid @ rest_centroid)
+    if spread <= 0:
+        return None
+    return share / total, float(np.linalg.norm(early.mean(axis=0) - rest_centroid) / np.sqrt(spread))
+
+
+def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+    """Measure position-explained variance, the early-position tail and position-bin silhouettes per block."""
+    if not layers:
+        return invalid(NAME, "no layers selected", layers, params)
+    sites = [Site(b, Point.RESID_POST) for b in layers]
+    reason = missing_reason(acts, sites, "resid_post")
+    if reason is None and any(acts.sites[s].position_sum is None or acts.sites[s].samples is None for s in sites):
+        reason = "capture did not keep resid_post position means and samples (CapturePlan.position_means / sampled)"
+    reason = reason or nonfinite_reason(acts, sites)
+    usable = acts.length - params.skip_first
+    if reason is None and acts.n_sequences < 2:
+        reason = "needs at least 2 sequences to tell position structure from sampling noise"
+    if reason is None and usable < params.early_positions + 2:
+        reason = f"needs more than {params.early_positions + 1} positions from position {params.skip_first}; got {max(usable, 0)}"
+    if reason:
+        return invalid(NAME, reason, layers, params)
+    index = acts.sample_index
+    rows = np.flatnonzero(index[:, 1] >= params.skip_first)
+    rng = np.random.default_rng(acts.seed)
+    if len(rows) > params.max_points:
+        rows = np.sort(rng.choice(rows, size=params.max_points, replace=False))
+    bins = np.minimum((index[rows, 1] - params.skip_first) * params.position_bins // usable, params.position_bins - 1)
+    if len(np.unique(bins)) < 2:
+        return invalid(NAME, "the sampled tokens fall in fewer than 2 position bins", layers, params)
+    silhouette_seed = int(rng.integers(2**31))
+    share, tail, silhouette = {}, {}, {}
+    coords = None
+    for b in layers:
+        stats = acts.sites[Site(b, Point.RESID_POST)]
+        found = _share_and_tail(stats, params, acts.n_sequences)
+        x = stats.samples[rows].astype(np.float64)
+        if found is None or np.ptp(x, axis=0).max() == 0:
+            return invalid(NAME, f"resid_post at block {b} is constant (zero variance)", layers, params)
+        share[b], tail[b] = found
+        z = PCA(n_components=min(params.pca_components, *x.shape), svd_solver="full").fit_transform(x)
+        silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
+        if b == layers[len(layers) // 2]:
+            coords = z[:, :2]
+
+    def median(values: dict[int, float]) -> float:
+        return float(np.median(list(values.values())))
+
+    metrics = [
+        Metric("position_variance_share", "share of variance explained by position (noise-corrected)", median(share), share),
+        Metric("early_tail", f"distance of the first {params.early_positions} positions' centroid from the rest, in spreads", median(tail), tail),
+        Metric("position_silhouette", f"silhouette of {params.position_bins} position bins in the top {params.pca_components} PCs", median(silhouette), silhouette),
+    ]
+    details = {
+        "pca_2d_middle_block": coords.astype(np.float32),
+        "position": index[rows, 1].astype(np.int32),
+        "middle_block": np.array([layers[len(layers) // 2]]),
+    }
+    return measurement(NAME, layers, params, metrics, details)
+
+
+PROPERTY = PropertyDef(
+    name=NAME,
+    params=Params,
+    measure=sequence_structure,
+    applies=applies,
+    summary="hidden states carry position structure: position explains variance and early positions form a tail",
+    metrics=("position_variance_share", "early_tail", "position_silhouette"),
+    default_metric="position_variance_share",
+)

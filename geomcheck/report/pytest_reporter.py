@@ -1,0 +1,27 @@
+"""Writes the HTML report at the end of a pytest session that ran geometry checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..plugin import SESSION_KEY, setting
+
+
+class ReportWriter:
+    """Registered only when a model is named; writes in pytest_sessionfinish like junitxml does."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.paths: list[str] = []
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        geom = self.config.stash.get(SESSION_KEY, None)
+        if geom is None or not geom.results:
+            return
+        from . import write_reports
+
+        self.paths = [str(p) for p in write_reports(geom, setting(self.config, "geom_report"))]
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        for path in self.paths:
+            terminalreporter.write_line(f"geomcheck report: {path}")

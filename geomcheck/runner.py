@@ -1,0 +1,161 @@
+"""Checks a model against spec checks: load once, capture once per input set, measure, evaluate.
+
+Both the pytest plugin and ``geomcheck run`` drive a GeomSession, so a check means the same thing
+in either place and the captured activations are shared by every check that uses the same inputs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import properties
+from .activations import Activations
+from .capture import CapturePlan, capture
+from .errors import GeomcheckError
+from .expect import Outcome, evaluate
+from .inputs import DEFAULT_TOKEN_BUDGET, InputSpec, TokenBatch, build_batch, check_budget
+from .layers import resolve_layers
+from .models import LoadedModel, LoadOptions, load, resolve
+from .properties.base import Measurement
+from .spec import Check, Spec
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check on one model: what was measured and how it compared."""
+
+    spec: Spec
+    check: Check
+    model: str
+    outcome: Outcome
+    measurement: Measurement | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CaptureRecord:
+    activations: Activations
+    batch: TokenBatch
+    seconds: float
+
+
+@dataclass
+class GeomSession:
+    """Caches loaded models and captures for the life of one pytest session or CLI run."""
+
+    load_options: LoadOptions = field(default_factory=LoadOptions)
+    token_budget: int = DEFAULT_TOKEN_BUDGET
+    _models: dict[str, LoadedModel] = field(default_factory=dict)
+    _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
+    results: list[CheckResult] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def model(self, ref: str) -> LoadedModel:
+        if ref not in self._models:
+            self._models[ref] = load(resolve(ref), self.load_options)
+        return self._models[ref]
+
+    def inputs_for(self, spec: Spec, check: Check) -> InputSpec:
+        effective = check.effective_inputs(spec)
+        return replace(effective, seed=effective.seed + self.load_options.seed) if self.load_options.seed else effective
+
+    def capture(self, ref: str, input_spec: InputSpec) -> CaptureRecord:
+        key = (ref, input_spec)
+        if key not in self._captures:
+            check_budget(input_spec, context_length=None, budget=self.token_budget)
+            loaded = self.model(ref)
+            check_budget(input_spec, context_length=loaded.context_length, budget=self.token_budget)
+            batch = build_batch(
+                input_spec,
+                loaded.tokenizer,
+                bos_token_id=loaded.bos_token_id,
+                default_bos=loaded.table.prepend_bos,
+                vocab_size=int(loaded.model.config.vocab_size),
+            )
+            started = time.perf_counter()
+            print(f"geomcheck: capturing {ref} on {batch.description}", file=sys.stderr)
+            acts = capture(loaded, batch, CapturePlan(seed=input_spec.seed))
+            self._captures[key] = CaptureRecord(acts, batch, time.perf_counter() - started)
+        return self._captures[key]
+
+    def captures(self) -> dict[tuple[str, InputSpec], CaptureRecord]:
+        return dict(self._captures)
+
+    def models(self) -> dict[str, LoadedModel]:
+        return dict(self._models)
+
+    def run_check(self, spec: Spec, check: Check, ref: str) -> CheckResult:
+        """Measure and evaluate; a check that cannot apply to this model comes back skipped."""
+        started = time.perf_counter()
+        measurement = None
+        loaded = self.model(ref)
+        mismatch = spec_mismatch(spec, ref, loaded.table.family)
+        prop = properties.get(check.property)
+        if mismatch:
+            outcome = Outcome.skip(mismatch)
+        else:
+            record = self.capture(ref, self.inputs_for(spec, check))
+            reason = prop.applies(record.activations)
+            if reason:
+                outcome = Outcome.skip(reason)
+            else:
+                layers = resolve_layers(check.layers, loaded.n_blocks)
+                measurement = prop.measure(record.activations, check.params, layers)
+                outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
+        result = CheckResult(spec, check, ref, outcome, measurement, time.perf_counter() - started)
+        self.results.append(result)
+        return result
+
+
+def spec_mismatch(spec: Spec, ref: str, family: str) -> str | None:
+    """Why a spec is not meant for this model, or None when it is."""
+    target = spec.applies_to
+    if target is None:
+        return None
+    if target.families and family not in target.families:
+        return f"{spec.display_path} applies to {', '.join(target.families)} models; {ref} is {family}"
+    if target.models and not any(fnmatch.fnmatchcase(ref.removeprefix("random:"), p) for p in target.models):
+        return f"{spec.display_path} applies to models matching {', '.join(target.models)}; not {ref}"
+    return None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    models: tuple[str, ...]
+    specs: tuple[str, ...] = ("specs",)
+    report: str | None = None
+    write_report: bool = True
+    load: LoadOptions = field(default_factory=LoadOptions)
+    token_budget: int | None = None
+
+
+def run_cli(options: RunOptions) -> int:
+    """``geomcheck run``: exit 0 all passed or skipped, 1 a check failed, 3 an error stopped the run."""
+    from .spec import load_specs
+
+    specs = load_specs([Path(p) for p in options.specs])
+    session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET)
+    failed = False
+    for ref in options.models:
+        for spec in specs:
+            for check in spec.checks:
+                try:
+                    result = session.run_check(spec, check, ref)
+                except GeomcheckError as exc:
+                    print(f"ERROR {spec.display_path}::{check.id}[{ref}]: {exc}", file=sys.stderr)
+                    return 3
+                outcome = result.outcome
+                print(f"{outcome.status.upper():<7} {spec.display_path}::{check.id}[{ref}]  {outcome.headline}")
+                for line in outcome.details if outcome.status == "failed" else ():
+                    print(f"        {line}")
+                failed |= outcome.status == "failed"
+    if options.write_report:
+        from .report import write_reports
+
+        for path in write_reports(session, options.report):
+            print(f"report: {path}")
+    return 1 if failed else 0
