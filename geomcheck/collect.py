@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .errors import GeomcheckError, SpecError
-from .models import LoadOptions
+from .models import LoadOptions, resolve
 from .plugin import MODELS_KEY, SESSION_KEY, setting
 from .runner import CheckResult, GeomSession
 from .spec import Check, Spec, load_spec
@@ -42,8 +42,15 @@ class SpecFile(pytest.File):
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
         for model in self.config.stash[MODELS_KEY]:
+            try:
+                label = resolve(model).label
+            except GeomcheckError as exc:
+                raise self.CollectError(str(exc)) from None
             for check in spec.checks:
-                item = CheckItem.from_parent(self, name=f"{check.id}[{model}]", spec=spec, check=check, model=model)
+                name = f"{check.id}[{label}]"
+                # A string node id lets pytest split "[label]" into parameters, as it does for
+                # parametrized functions, so --lf and --deselect recognise the item next time.
+                item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}", spec=spec, check=check, model=model)
                 item.add_marker(pytest.mark.geomcheck)
                 item.add_marker(pytest.mark.xdist_group(model))
                 yield item
@@ -75,4 +82,4 @@ class CheckItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
-        return self.path, self.check.line - 1, f"{self.check.id}[{self.model}]"
+        return self.path, self.check.line - 1, self.name

@@ -33,14 +33,36 @@ class Outcome:
     def passed(self) -> bool:
         return self.status == "passed"
 
+    @classmethod
+    def skip(cls, reason: str, *, check: Check | None = None, model: str | None = None) -> Outcome:
+        """A check that does not apply (spec meant for other models, or the property said why).
 
-def evaluate(check: Check, measurement: Measurement, *, model: str) -> Outcome:
+        With ``check`` and ``model`` the headline names them: ``prop[model] skipped: reason (file:line)``.
+        """
+        if check is None or model is None:
+            return cls("skipped", reason)
+        return cls("skipped", f"{_subject(check, model)} skipped: {reason} ({check.location})", _context(check, []))
+
+    def properties(self) -> tuple[tuple[str, object], ...]:
+        """Name-value pairs for pytest's ``user_properties`` (and so JUnit XML)."""
+        pairs: list[tuple[str, object]] = [("geomcheck_status", self.status), ("geomcheck_headline", self.headline)]
+        if self.value is not None:
+            pairs.append(("geomcheck_value", self.value))
+        if self.failing_layers:
+            pairs.append(("geomcheck_failing_layers", ",".join(map(str, self.failing_layers))))
+        return tuple(pairs)
+
+
+def evaluate(check: Check, measurement: Measurement, *, model: str, spec_path: str | None = None) -> Outcome:
     """Compare ``measurement`` with ``check.expect``; an invalid measurement or a NaN value fails.
 
-    ``model`` is the name shown in the headline (``first_position_norm[smollm2-135m] = ...``).
+    ``model`` is the name shown in the headline (``first_position_norm[smollm2-135m] = ...``);
+    ``spec_path`` replaces the file shown in ``(specs/llama.yaml:22)`` (default: ``check.file``).
     Bounds are inclusive. ``on: per_layer`` passes when at least ``mostly`` (default 1) of the
-    layers pass, counted as ``ceil(mostly * n)`` layers.
+    layers pass, counted as ``ceil(mostly * n)`` layers and never fewer than one.
     """
+    if spec_path is not None and spec_path != check.file:
+        check = check.model_copy(update={"file": spec_path})
     if measurement.property != check.property:
         return errored(check, model=model, reason=f"got a measurement of {measurement.property!r}, not {check.property!r}")
     if not measurement.valid:
@@ -57,11 +79,6 @@ def evaluate(check: Check, measurement: Measurement, *, model: str) -> Outcome:
     if check.expect.on == "aggregate":
         return _aggregate(check, model, metric.aggregate, measurement.layers)
     return _per_layer(check, model, metric.per_layer)
-
-
-def skipped(check: Check, *, model: str, reason: str) -> Outcome:
-    """A check that does not apply to this model or input (the property said why)."""
-    return Outcome("skipped", f"{_subject(check, model)} skipped: {reason} ({check.location})", _context(check, []))
 
 
 def errored(check: Check, *, model: str, reason: str) -> Outcome:

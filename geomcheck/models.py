@@ -73,6 +73,14 @@ class ModelRef:
     random_init: bool = False
 
     @property
+    def label(self) -> str:
+        """A short name for test ids: no path separators, which pytest would read as directories."""
+        base = self.text.removeprefix(RANDOM_PREFIX)
+        if self.kind in ("directory", "gguf"):
+            base = Path(base).name
+        return (RANDOM_PREFIX if self.random_init else "") + base.replace("/", "--")
+
+    @property
     def key(self) -> str:
         """A file-name-safe identifier, used for report and baseline paths."""
         base = self.text.removeprefix(RANDOM_PREFIX)

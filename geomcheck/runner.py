@@ -6,7 +6,6 @@ in either place and the captured activations are shared by every check that uses
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,7 @@ from . import properties
 from .activations import Activations
 from .capture import CapturePlan, capture
 from .errors import GeomcheckError
-from .expect import Outcome, evaluate
+from .expect import Outcome, errored, evaluate
 from .inputs import DEFAULT_TOKEN_BUDGET, InputSpec, TokenBatch, build_batch, check_budget
 from .layers import resolve_layers
 from .models import LoadedModel, LoadOptions, load, resolve
@@ -93,34 +92,25 @@ class GeomSession:
         started = time.perf_counter()
         measurement = None
         loaded = self.model(ref)
-        mismatch = spec_mismatch(spec, ref, loaded.table.family)
         prop = properties.get(check.property)
-        if mismatch:
-            outcome = Outcome.skip(mismatch)
+        if not spec.matches(ref, loaded.table.family):
+            outcome = Outcome.skip(f"{spec.display_path} is not meant for {ref} ({loaded.table.family}); see its applies_to", check=check, model=ref)
         else:
             record = self.capture(ref, self.inputs_for(spec, check))
             reason = prop.applies(record.activations)
-            if reason:
-                outcome = Outcome.skip(reason)
-            else:
+            try:
                 layers = resolve_layers(check.layers, loaded.n_blocks)
+            except ValueError as exc:
+                layers, reason = (), None
+                outcome = errored(check, model=ref, reason=f"{check.location}: layers: {exc}")
+            if reason:
+                outcome = Outcome.skip(reason, check=check, model=ref)
+            elif layers:
                 measurement = prop.measure(record.activations, check.params, layers)
                 outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
         result = CheckResult(spec, check, ref, outcome, measurement, time.perf_counter() - started)
         self.results.append(result)
         return result
-
-
-def spec_mismatch(spec: Spec, ref: str, family: str) -> str | None:
-    """Why a spec is not meant for this model, or None when it is."""
-    target = spec.applies_to
-    if target is None:
-        return None
-    if target.families and family not in target.families:
-        return f"{spec.display_path} applies to {', '.join(target.families)} models; {ref} is {family}"
-    if target.models and not any(fnmatch.fnmatchcase(ref.removeprefix("random:"), p) for p in target.models):
-        return f"{spec.display_path} applies to models matching {', '.join(target.models)}; not {ref}"
-    return None
 
 
 @dataclass(frozen=True)

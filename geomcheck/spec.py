@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import difflib
+import enum
 import fnmatch
 import math
 import os
@@ -39,7 +39,6 @@ from .errors import SpecError, SpecProblem
 from .inputs import InputMode, InputSpec
 from .layers import (
     SELECTOR_FORMS,
-    BlockList,
     BlockRange,
     LayerSelector,
     NamedRange,
@@ -114,6 +113,10 @@ class _Abort(Exception):
         self.problem = problem
 
 
+def _tag_message(tag: str) -> str:
+    return f"YAML tag {tag!r} is not allowed; a spec holds plain strings, numbers, booleans, lists and mappings."
+
+
 class _Converter:
     """Node tree to plain data; refuses non-standard tags and counts nodes as aliases expand."""
 
@@ -132,21 +135,21 @@ class _Converter:
         self.count += 1
         if self.count > MAX_NODES:
             raise _Abort(self._problem(node, key_path, f"the document expands to more than {MAX_NODES:,} values "
-                                                       "(aliases nested inside aliases?); refusing to read it"))
+                                                       "(aliases nested inside aliases?); refusing to read it."))
         if depth > MAX_DEPTH:
             raise _Abort(self._problem(node, key_path, f"values are nested more than {MAX_DEPTH} levels deep "
-                                                       "(a recursive alias?); refusing to read it"))
+                                                       "(a recursive alias?); refusing to read it."))
         if isinstance(node, yaml.ScalarNode):
             if node.tag in _TEXT_TAGS:
                 return node.value
             if node.tag not in _SCALAR_TAGS:
-                self.problems.append(self._problem(node, key_path, f"YAML tag {node.tag!r} is not allowed; "
-                                                                   "a spec holds plain strings, numbers, booleans, lists and mappings"))
+                self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
                 return None
             try:
                 return self.constructor.construct_object(node)
             except (ValueError, OverflowError):  # e.g. an integer past Python's 4300-digit limit
-                self.problems.append(self._problem(node, key_path, f"cannot read {node.value[:40]!r} as a {node.tag.rsplit(':', 1)[-1]}"))
+                kind = {"int": "an integer", "float": "a number"}.get(node.tag.rsplit(":", 1)[-1], "a value")
+                self.problems.append(self._problem(node, key_path, f"cannot read {node.value[:40]!r} as {kind}."))
                 return None
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
             items = []
@@ -156,8 +159,7 @@ class _Converter:
             return items
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
             return self._mapping(node, key_path, depth)
-        self.problems.append(self._problem(node, key_path, f"YAML tag {node.tag!r} is not allowed; "
-                                                           "a spec holds plain strings, numbers, booleans, lists and mappings"))
+        self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
         return None
 
     def _mapping(self, node: yaml.MappingNode, key_path: KeyPath, depth: int) -> dict[str, object]:
@@ -167,7 +169,8 @@ class _Converter:
                 sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 for source in sources:
                     if not isinstance(source, yaml.MappingNode):
-                        self.problems.append(self._problem(source, key_path, "a merge key (<<) takes a mapping or a list of mappings"))
+                        message = "a merge key (<<) takes a mapping or a list of mappings."
+                        self.problems.append(self._problem(source, key_path, message))
                         continue
                     for key, value in self._mapping(source, key_path, depth + 1).items():
                         result.setdefault(key, value)
@@ -176,13 +179,14 @@ class _Converter:
             if key_node.tag == _MERGE_TAG:
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS | _TEXT_TAGS:
-                self.problems.append(self._problem(key_node, key_path, "keys must be plain words; got a list, mapping or tagged key"))
+                self.problems.append(self._problem(key_node, key_path, "keys must be plain words; got a list, mapping or tagged key."))
                 continue
             key = key_node.value  # the written text: `on:` stays "on", not YAML 1.1's True
             child_path = key_path + (key,)
             line = key_node.start_mark.line + 1
             if key in explicit:
-                self.problems.append(self._problem(key_node, child_path, f"duplicate key {key!r} (first written on line {explicit[key]})"))
+                message = f"duplicate key {key!r} (first written on line {explicit[key]})."
+                self.problems.append(self._problem(key_node, child_path, message))
                 continue
             explicit[key] = line
             self.positions[child_path] = (line, key_node.start_mark.column + 1)
@@ -194,22 +198,22 @@ def read_yaml(text: str | bytes, path: str) -> Located:
     """Parse one YAML document into plain data with positions; raises SpecError with line numbers."""
     if isinstance(text, bytes):
         if len(text) > MAX_SPEC_BYTES:
-            raise SpecError([SpecProblem(path, 1, 1, "(file)", f"is {len(text):,} bytes; a spec may hold at most {MAX_SPEC_BYTES:,}")])
+            raise _file_error(path, f"is {len(text):,} bytes; a spec may hold at most {MAX_SPEC_BYTES:,}.")
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line, column = _line_column(text, exc.start, newline=b"\n")
-            raise SpecError([SpecProblem(path, line, column, "(file)", f"is not UTF-8 text (byte {text[exc.start]:#04x})")]) from None
+            raise _file_error(path, f"is not UTF-8 text (byte {text[exc.start]:#04x}).", line, column) from None
     if len(text) > MAX_SPEC_BYTES:
-        raise SpecError([SpecProblem(path, 1, 1, "(file)", f"is {len(text):,} characters; a spec may hold at most {MAX_SPEC_BYTES:,}")])
+        raise _file_error(path, f"is {len(text):,} characters; a spec may hold at most {MAX_SPEC_BYTES:,}.")
     try:
         root = yaml.compose(text, Loader=_SpecLoader)
     except yaml.YAMLError as exc:
         raise SpecError([_yaml_problem(exc, text, path)]) from None
     except RecursionError:
-        raise SpecError([SpecProblem(path, 1, 1, "(file)", "is nested too deeply to read")]) from None
+        raise _file_error(path, "is nested too deeply to read.") from None
     if root is None:
-        raise SpecError([SpecProblem(path, 1, 1, "(top level)", "the file holds no YAML document; a spec needs at least a `checks:` list")])
+        raise _file_error(path, "the file holds no YAML document; a spec needs at least a `checks:` list.")
     converter = _Converter(path)
     converter.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
     try:
@@ -217,10 +221,14 @@ def read_yaml(text: str | bytes, path: str) -> Located:
     except _Abort as abort:
         raise SpecError([abort.problem]) from None
     except RecursionError:
-        raise SpecError([SpecProblem(path, 1, 1, "(file)", "is nested too deeply to read")]) from None
+        raise _file_error(path, "is nested too deeply to read.") from None
     if converter.problems:
         raise SpecError(sorted(converter.problems, key=lambda p: (p.line, p.column)))
     return Located(data, converter.positions, path)
+
+
+def _file_error(path: str, message: str, line: int = 1, column: int = 1) -> SpecError:
+    return SpecError([SpecProblem(path, line, column, "(file)", message)])
 
 
 def _line_column(text: str | bytes, index: int, newline: str | bytes = "\n") -> tuple[int, int]:
@@ -238,10 +246,11 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, path: str) -> SpecProblem:
         line, column = mark.line + 1, mark.column + 1
     elif isinstance(exc, yaml.reader.ReaderError):
         line, column = _line_column(text, exc.position)
-        what = f"character {exc.character!r} is not allowed in YAML"
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        what = f"character {character!r} is not allowed in YAML"
     else:
         line, column = 1, 1
-    return SpecProblem(path, line, column, "(file)", f"is not valid YAML: {what or type(exc).__name__}")
+    return SpecProblem(path, line, column, "(file)", _sentence(f"is not valid YAML: {what or type(exc).__name__}"))
 
 
 def format_key_path(key_path: KeyPath) -> str:
@@ -307,7 +316,11 @@ LayersField = Annotated[
             "anyOf": [
                 {"enum": [member.value for member in NamedRange]},
                 {"type": "array", "items": {"type": "integer"}, "minItems": 1},
-                {"type": "object", "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}}, "additionalProperties": False},
+                {
+                    "type": "object",
+                    "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
+                    "additionalProperties": False,
+                },
                 {"type": "object", "properties": {"blocks": {"type": "array", "items": {"type": "integer"}, "minItems": 1}},
                  "required": ["blocks"], "additionalProperties": False},
             ],
@@ -338,7 +351,9 @@ class Inputs(_Model):
     mode: InputMode | None = None
     source: Text | None = Field(None, description="mode text: a file or folder inside the project; mode dataset: a dataset id")
     sequences: Annotated[int, Strict(), Field(ge=1, le=MAX_SEQUENCES)] | None = None
-    tokens: Annotated[int, Strict(), Field(ge=1, le=MAX_TOKENS)] | None = Field(None, description="tokens per sequence, after the optional BOS")
+    tokens: Annotated[int, Strict(), Field(ge=1, le=MAX_TOKENS)] | None = Field(
+        None, description="tokens per sequence, after the optional BOS"
+    )
     seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] | None = None
     bos: Annotated[bool, Strict()] | None = Field(None, description="null: the model family's default")
 
@@ -435,6 +450,7 @@ class SpecDoc(_Model):
     inputs: Inputs | None = None
     checks: list[CheckDoc] = Field(min_length=1)
 
+
 class Check(_Model):
     """One validated check, ready to run; ``location`` (``specs/llama.yaml:22``) is where it was written."""
 
@@ -484,6 +500,10 @@ class Spec(_Model):
     inputs: Inputs = Inputs()
     checks: tuple[Check, ...]
 
+    @property
+    def display_path(self) -> str:
+        return self.file
+
     def matches(self, model_ref_text: str, family: str | None) -> bool:
         """Whether the spec is meant for this model (no ``applies_to``: every model)."""
         return self.applies_to is None or self.applies_to.matches(model_ref_text, family)
@@ -502,7 +522,7 @@ def load_spec(path: str | os.PathLike[str], registry: Registry | None = None) ->
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SpecError([SpecProblem(file, 1, 1, "(file)", f"cannot be read: {exc.strerror or exc}")]) from None
+        raise SpecError([SpecProblem(file, 1, 1, "(file)", f"cannot be read: {exc.strerror or exc}.")]) from None
     return _build(read_yaml(raw, file), path, _registry(registry), project_root(path))
 
 
@@ -616,7 +636,9 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
     )
 
 
-def _bind_properties(located: Located, raw_checks: list, registry: Registry, problems: list[SpecProblem]) -> dict[int, tuple[Any, BaseModel]]:
+def _bind_properties(
+    located: Located, raw_checks: list, registry: Registry, problems: list[SpecProblem]
+) -> dict[int, tuple[Any, BaseModel]]:
     """Property lookup, params against the property's model, metric against its metrics."""
     bound: dict[int, tuple[Any, BaseModel]] = {}
     known = sorted(registry)
@@ -626,12 +648,14 @@ def _bind_properties(located: Located, raw_checks: list, registry: Registry, pro
         name = raw["property"]
         prop = registry.get(name)
         if prop is None:
-            problems.append(located.problem(("checks", index, "property"), f"unknown property {name!r}; known properties: {', '.join(known)}.", _closest(name, known)))
+            message = f"unknown property {name!r}; known properties: {', '.join(known)}."
+            problems.append(located.problem(("checks", index, "property"), message, _closest(name, known)))
             continue
         expect = raw.get("expect")
         metric = expect.get("metric") if isinstance(expect, dict) else None
         if isinstance(metric, str) and metric not in prop.metrics:
-            problems.append(located.problem(("checks", index, "expect", "metric"), f"{name} has no metric {metric!r}; its metrics: {', '.join(prop.metrics)}.", _closest(metric, prop.metrics)))
+            message = f"{name} has no metric {metric!r}; its metrics: {', '.join(prop.metrics)}."
+            problems.append(located.problem(("checks", index, "expect", "metric"), message, _closest(metric, prop.metrics)))
         params = raw.get("params")
         if params is None:
             params = {}
@@ -657,15 +681,19 @@ def _check_ids(located: Located, raw_checks: list, problems: list[SpecProblem]) 
         if check_id not in seen:
             seen[check_id] = line
         elif isinstance(explicit, str):
-            problems.append(located.problem(("checks", index, "id"), f"check id {check_id!r} is already used by the check on line {seen[check_id]}; ids must be unique in a file."))
+            message = f"check id {check_id!r} is already used by the check on line {seen[check_id]}; ids must be unique in a file."
+            problems.append(located.problem(("checks", index, "id"), message))
         else:
-            problems.append(located.problem(("checks", index), f"the check id defaults to the property name {check_id!r}, already used by the check on line {seen[check_id]}.", "give each check of the same property its own `id:`"))
+            message = f"the check id defaults to the property name {check_id!r}, already used by the check on line {seen[check_id]}."
+            problems.append(located.problem(("checks", index), message, "give each check of the same property its own `id:`"))
 
 
 def _check_sources(located: Located, data: dict, raw_checks: list, root: Path, problems: list[SpecProblem]) -> dict[KeyPath, str]:
     """Every text source must exist inside the project root; returns the absolute path for each one written."""
 
-    def fields(block: object, prefix: KeyPath, inherited: tuple[str, KeyPath, str | None, KeyPath]) -> tuple[str, KeyPath, str | None, KeyPath]:
+    Origin = tuple[str, KeyPath, Union[str, None], KeyPath]  # mode, where it was set, source, where it was set
+
+    def fields(block: object, prefix: KeyPath, inherited: Origin) -> Origin:
         if not isinstance(block, dict):
             return inherited
         mode, mode_at, source, source_at = inherited
@@ -710,7 +738,10 @@ def _resolve_source(source: str, root: Path) -> tuple[str, str | None]:
     except (OSError, ValueError) as exc:
         return "", f"text source {_got(source)} is not a usable path ({exc})."
     if not full.is_relative_to(root):
-        return "", f"text source {_got(source)} resolves to {full}, outside the project root {root}; keep input files inside the project."
+        return "", (
+            f"text source {_got(source)} resolves to {full}, outside the project root {root}; "
+            "keep input files inside the project."
+        )
     if not exists:
         return "", f"text source {_got(source)} does not exist (looked for {full})."
     return str(full), None
@@ -721,19 +752,14 @@ def _resolve_source(source: str, root: Path) -> tuple[str, str | None]:
 
 def _translate(error: ValidationError, located: Located, model: type[BaseModel], prefix: KeyPath = ()) -> list[SpecProblem]:
     problems = []
-    base: object = located.data
-    for part in prefix:
-        base = base[part]  # type: ignore[index]
+    base = _child(located.data, prefix)
     for err in error.errors(include_url=False):
         loc = tuple(err["loc"])
         written, data = list(prefix), base
         for part in loc:
-            if isinstance(data, dict) and isinstance(part, str) and part in data:
-                data = data[part]
-            elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-                data = data[part]
-            else:
+            if _child(data, (part,)) is _ABSENT:
                 continue  # pydantic's union-branch and validator labels
+            data = _child(data, (part,))
             written.append(part)
         key_path = tuple(written)
         at = key_path
@@ -742,6 +768,21 @@ def _translate(error: ValidationError, located: Located, model: type[BaseModel],
         message, hint = _message(err, model, key_path[len(prefix):])
         problems.append(located.problem(key_path, message, hint, at=at))
     return problems
+
+
+_ABSENT = object()
+
+
+def _child(data: object, key_path: KeyPath) -> object:
+    """The value written at ``key_path`` below ``data``, or _ABSENT."""
+    for part in key_path:
+        if isinstance(data, dict) and isinstance(part, str) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return _ABSENT
+    return data
 
 
 _TYPE_ERRORS = {
@@ -918,7 +959,7 @@ def _typed_spec_model(registry: Registry) -> type[BaseModel]:
         expect = create_model(
             f"Expect_{name}",
             __base__=Expectation,
-            metric=(Literal[tuple(prop.metrics)] | None, Field(None, description=f"default: {prop.default_metric}")),  # type: ignore[valid-type]
+            metric=(Literal[tuple(prop.metrics)] | None, Field(None, description=f"default: {prop.default_metric}")),  # type: ignore
         )
         variants.append(
             create_model(

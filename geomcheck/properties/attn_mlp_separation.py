@@ -14,7 +14,8 @@ memorising a sequence. Metrics:
 - ``fisher_ratio``: (mu_a - mu_m)^T (S_a + S_m)^+ (mu_a - mu_m) in the k-dim PCA space.
 - ``silhouette``: silhouette of the two site labels in the k-dim PCA space (Euclidean).
 
-Per-layer values of ``probe_pca_accuracy`` and ``fisher_ratio`` come from each block alone.
+Per-layer values of ``probe_pca_accuracy`` and ``fisher_ratio`` come from each block alone (its PCA
+fitted once on all of that block's points, labels unseen).
 
 Why these defaults: per block, and pooled in full dimension, a probe separates the two sites
 almost perfectly even at random init (SmolLM2-135M, 16 x 256 corpus tokens, blocks 5-24 pooled,
@@ -53,6 +54,14 @@ class Params(PropertyParams):
     folds: int = Field(4, ge=2, le=10, description="GroupKFold folds, grouped by sequence")
 
 
+
+def _pca(components: int, shape: tuple[int, int]) -> PCA:
+    """An exact, deterministic PCA through whichever Gram matrix is smaller; randomized only when both are large."""
+    n, d = shape
+    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
+    return PCA(n_components=components, svd_solver=solver, random_state=0)
+
+
 def applies(acts: Activations) -> str | None:
     return None
 
@@ -88,7 +97,7 @@ def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
-    steps = [PCA(n_components=min(components, x.shape[1]), svd_solver="full")] if components else []
+    steps = [_pca(min(components, x.shape[1]), x.shape)] if components else []
     clf = make_pipeline(*steps, LogisticRegression(max_iter=2000))
     scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(n_splits=folds), scoring="balanced_accuracy")
     return float(np.mean(scores))
@@ -120,13 +129,14 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     if np.ptp(x, axis=0).max() == 0:
         return invalid(NAME, "attn_out and mlp_out samples are all identical (constant or zero activations)", layers, params)
     k = params.pca_components
-    pca = PCA(n_components=min(k, *x.shape), svd_solver="full").fit(x)
+    pca = _pca(min(k, *x.shape), x.shape).fit(x)
     z = pca.transform(x)
     per_probe, per_fisher = {}, {}
     for b in layers:
         rows = block == b
-        per_probe[b] = _probe(x[rows], y[rows], seq[rows], params.folds, k)
-        zb = PCA(n_components=min(k, rows.sum() - 1, x.shape[1]), svd_solver="full").fit_transform(x[rows])
+        # One label-free PCA per block (not per fold) keeps thirty-block models fast; labels stay held out.
+        zb = _pca(min(k, int(rows.sum()) - 1, x.shape[1]), x[rows].shape).fit_transform(x[rows])
+        per_probe[b] = _probe(zb, y[rows], seq[rows], params.folds, None)
         per_fisher[b] = _fisher(zb, y[rows])
     silhouette_rng = int(rng.integers(2**31))
     metrics = [

@@ -40,6 +40,14 @@ class Params(PropertyParams):
     skip_first: int = Field(1, ge=0, description="positions dropped from the resid_post means (the first-token outlier)")
 
 
+
+def _pca(components: int, shape: tuple[int, int]) -> PCA:
+    """An exact, deterministic PCA through whichever Gram matrix is smaller; randomized only when both are large."""
+    n, d = shape
+    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
+    return PCA(n_components=components, svd_solver=solver, random_state=0)
+
+
 def applies(acts: Activations) -> str | None:
     if acts.position_scheme != "learned":
         return f"not applicable: model uses {acts.position_scheme} positions, not a learned position table"
@@ -72,7 +80,7 @@ def _helix(points: np.ndarray, components: int) -> tuple[float, float, list[floa
     if len(points) < 8 or np.ptp(points, axis=0).max() == 0:
         return None
     k = min(components, points.shape[1], len(points) - 1)
-    pca = PCA(n_components=k, svd_solver="full")
+    pca = _pca(k, points.shape)
     coords = pca.fit_transform(points)
     fits = [_fit_sinusoid(coords[:, j]) for j in range(k)]
     total = sum(f[2] for f in fits)

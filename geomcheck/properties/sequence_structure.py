@@ -41,7 +41,15 @@ class Params(PropertyParams):
     early_positions: int = Field(8, ge=1, le=512, description="positions that make the early tail")
     position_bins: int = Field(4, ge=2, le=32, description="equal-width position bins for the silhouette")
     pca_components: int = Field(2, ge=1, le=64, description="PCs the silhouette is computed in")
-    max_points: int = Field(4000, ge=50, le=20_000, description="samples used for the silhouette (seeded subsample)")
+    max_points: int = Field(2000, ge=50, le=20_000, description="samples used for the silhouette (seeded subsample)")
+
+
+
+def _pca(components: int, shape: tuple[int, int]) -> PCA:
+    """An exact, deterministic PCA through whichever Gram matrix is smaller; randomized only when both are large."""
+    n, d = shape
+    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
+    return PCA(n_components=components, svd_solver=solver, random_state=0)
 
 
 def applies(acts: Activations) -> str | None:
@@ -100,7 +108,7 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
         if found is None or np.ptp(x, axis=0).max() == 0:
             return invalid(NAME, f"resid_post at block {b} is constant (zero variance)", layers, params)
         share[b], tail[b] = found
-        z = PCA(n_components=min(params.pca_components, *x.shape), svd_solver="full").fit_transform(x)
+        z = _pca(min(params.pca_components, *x.shape), x.shape).fit_transform(x)
         silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
         if b == layers[len(layers) // 2]:
             coords = z[:, :2]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import os
+from pathlib import Path
+
 import pytest
 
 from ..plugin import SESSION_KEY, setting
@@ -25,3 +29,14 @@ class ReportWriter:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         for path in self.paths:
             terminalreporter.write_line(f"geomcheck report: {path}")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
+        """With pytest-html installed, its report links to ours; the hook is simply unused without it."""
+        if not self.paths:
+            return
+        html_path = self.config.getoption("htmlpath", None)
+        base = Path(os.path.expandvars(html_path)).expanduser().resolve().parent if html_path else Path.cwd()
+        for path in self.paths:
+            href = Path(os.path.relpath(Path(path).resolve(), base)).as_posix()
+            prefix.append(f'<p>geomcheck report: <a href="{html.escape(href)}">{html.escape(path)}</a></p>')

@@ -1,0 +1,110 @@
+"""HTML reports: one self-contained file per (model, spec) that a session ran, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runner import CheckResult, GeomSession
+
+DEFAULT_DIRECTORY = Path("reports")
+DISABLED = "none"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip(".") or "spec"
+
+
+def _model_key(session: GeomSession, model: str) -> str:
+    from ..errors import GeomcheckError
+    from ..models import resolve
+
+    loaded = session.models().get(model)
+    if loaded is not None:
+        return loaded.ref.key
+    try:
+        return resolve(model).key
+    except GeomcheckError:
+        return _safe(model)
+
+
+def groups(session: GeomSession) -> dict[tuple[str, Path], list[CheckResult]]:
+    """The session's results by (model reference, spec path), in the order they ran."""
+    grouped: dict[tuple[str, Path], list[CheckResult]] = {}
+    for result in session.results:
+        grouped.setdefault((result.model, result.spec.path), []).append(result)
+    return grouped
+
+
+def report_paths(session: GeomSession, report: str | None) -> dict[tuple[str, Path], Path]:
+    """Where each (model, spec) report goes.
+
+    ``None``: ``reports/<model key>-<spec name>.html``. A path with one (model, spec) pair: that file,
+    unless it is an existing folder or ends in a separator. Several pairs: a ``.html`` path becomes
+    ``<stem>-<model key>-<spec name>.html`` beside it; anything else is a folder for the default names.
+    """
+    pairs = groups(session)
+    names: dict[tuple[str, Path], str] = {}
+    for model, spec_path in pairs:
+        spec = pairs[(model, spec_path)][0].spec
+        names[(model, spec_path)] = f"{_model_key(session, model)}-{_safe(spec.name)}"
+    target = Path(report) if report else None
+    as_folder = target is None or target.is_dir() or str(report).endswith(("/", os.sep))
+    paths: dict[tuple[str, Path], Path] = {}
+    taken: set[Path] = set()
+    for pair, name in names.items():
+        if as_folder:
+            path = (target or DEFAULT_DIRECTORY) / f"{name}.html"
+        elif len(names) == 1:
+            path = target
+        elif target.suffix.lower() in (".html", ".htm"):
+            path = target.with_name(f"{target.stem}-{name}{target.suffix}")
+        else:
+            path = target / f"{name}.html"
+        stem, count = path.stem, 1
+        while path in taken:  # two specs with one name in different folders
+            count += 1
+            path = path.with_name(f"{stem}-{count}{path.suffix}")
+        taken.add(path)
+        paths[pair] = path
+    return paths
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``: readers never see half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(session: GeomSession, report: str | None) -> list[Path]:
+    """Write one HTML report per (model, spec) in ``session.results``; returns the paths written.
+
+    ``report`` is a file or folder (see ``report_paths``); ``"none"`` writes nothing.
+    """
+    if report is not None and str(report).strip().lower() == DISABLED:
+        return []
+    from .html import render_report
+
+    pairs = groups(session)
+    written = []
+    for pair, path in report_paths(session, report).items():
+        model, _ = pair
+        results: Sequence[CheckResult] = pairs[pair]
+        write_atomically(path, render_report(session, model, results[0].spec, results))
+        written.append(path)
+    return written
+
+
+__all__ = ["report_paths", "write_reports", "write_atomically"]

@@ -1,0 +1,535 @@
+"""Plotly figures for the HTML report: one builder per property, plus a metric-vs-bounds plot for every check.
+
+Builders read a property's Measurement (its metrics and plot details) and, where the details do not
+carry what a plot needs (token identities for hovers, every block rather than the measured ones),
+the captured Activations. Every figure keeps at most MAX_POINTS points, stored as float32, and any
+text a model or tokenizer supplied reaches plotly HTML-escaped (plotly reads tags in hover text).
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from sklearn.decomposition import PCA
+from sklearn.metrics.pairwise import cosine_distances
+
+from ..activations import Activations
+from ..layers import format_blocks
+from ..properties.base import Measurement
+from ..sites import Point, Site
+from ..spec import Check
+
+MAX_POINTS = 10_000
+MAX_UMAP_POINTS = 2_000
+MAX_TOKEN_CHARS = 40
+MAX_LINES = 8
+PASS_COLOUR, FAIL_COLOUR = "#2e7d32", "#c62828"
+ATTN_COLOUR, MLP_COLOUR = "#1f77b4", "#ff7f0e"
+TEMPLATE = "plotly_white"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One plot in the report: a plotly figure, a title and a sentence saying how to read it."""
+
+    key: str
+    title: str
+    caption: str
+    figure: go.Figure
+
+    @property
+    def height(self) -> int:
+        """The page reserves exactly the figure's own height, so a caption never sits under a plot."""
+        return int(self.figure.layout.height or 450)
+
+
+@dataclass(frozen=True)
+class TokenText:
+    """Display text of every captured token, HTML-escaped once so plotly shows tags as text."""
+
+    ids: np.ndarray
+    strings: Mapping[int, str]
+
+    def at(self, sequences: np.ndarray, positions: np.ndarray) -> list[str]:
+        return [self.strings.get(int(self.ids[s, p]), "?") for s, p in zip(sequences, positions)]
+
+
+def display_token(tokenizer: object | None, token: int) -> str:
+    """A token as people read it: its decoded text quoted (whitespace visible), cut to MAX_TOKEN_CHARS; raw, not escaped."""
+    text = f"#{token}"
+    if tokenizer is not None:
+        try:
+            text = repr(tokenizer.decode([token]))
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError):
+            pass
+    return text if len(text) <= MAX_TOKEN_CHARS else text[: MAX_TOKEN_CHARS - 1] + "…"
+
+
+def token_text(ids: np.ndarray, tokenizer: object | None) -> TokenText:
+    """Decode each distinct id once and escape it for plotly's tag-reading hover labels."""
+    return TokenText(ids, {token: html.escape(display_token(tokenizer, token)) for token in np.unique(ids).tolist()})
+
+
+@dataclass(frozen=True)
+class FigureInput:
+    """What a builder may read: the measurement, and the capture it came from when the session kept it."""
+
+    measurement: Measurement
+    activations: Activations | None
+    tokens: TokenText | None
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _figure(title: str, x_title: str, y_title: str, *, log_y: bool = False, height: int = 420) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        template=TEMPLATE,
+        title={"text": title, "x": 0.01},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"orientation": "h", "y": -0.18},
+        hovermode="closest",
+    )
+    fig.update_xaxes(title_text=x_title, **({"dtick": 1} if x_title == "block" else {}))
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear")
+    return fig
+
+
+def _spread(blocks: Sequence[int], limit: int = MAX_LINES) -> list[int]:
+    """At most ``limit`` blocks, evenly spread and always including the first and last."""
+    blocks = list(blocks)
+    if len(blocks) <= limit:
+        return blocks
+    picks = np.unique(np.round(np.linspace(0, len(blocks) - 1, limit)).astype(int))
+    return [blocks[i] for i in picks]
+
+
+def _pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    pca = PCA(n_components=min(k, *x.shape), random_state=seed)
+    return pca.fit_transform(x), pca.explained_variance_ratio_
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _hover(tokens: TokenText | None, sequences: np.ndarray, positions: np.ndarray, prefix: Sequence[str] | None = None) -> list[str]:
+    words = tokens.at(sequences, positions) if tokens is not None else [""] * len(sequences)
+    lead = prefix if prefix is not None else [""] * len(sequences)
+    return [f"{p}seq {s} · pos {t}<br>{w}" for p, s, t, w in zip(lead, sequences.tolist(), positions.tolist(), words)]
+
+
+def _block_norms(acts: Activations, point: Point) -> tuple[list[int], dict[int, np.ndarray]]:
+    stats = acts.block_stats(point)
+    blocks = sorted(stats)
+    return blocks, {b: stats[b].norms for b in blocks}
+
+
+# ---------------------------------------------------------------- every check: metric against its bounds
+
+
+def metric_figure(check: Check, measurement: Measurement, failing_layers: Sequence[int] = ()) -> Figure | None:
+    """The checked metric by block (or its aggregate) with the pass band shaded and failing blocks in red."""
+    metric = measurement.metrics.get(check.metric)
+    if metric is None:
+        return None
+    expect = check.expect
+    per_layer = {int(b): float(v) for b, v in sorted(metric.per_layer.items())}
+    values = [v for v in per_layer.values() if np.isfinite(v)]
+    aggregate = metric.aggregate if metric.aggregate is not None and np.isfinite(metric.aggregate) else None
+    if aggregate is not None:
+        values.append(aggregate)
+    if not values:
+        return None
+    title = f"{check.id}: {check.metric} {'by block' if per_layer else ''}".strip()
+    fig = _figure(title, "block" if per_layer else "", check.metric, height=380)
+    bounds = [b for b in (expect.lower, expect.upper) if b is not None]
+    low, high = min(values + bounds), max(values + bounds)
+    pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
+    band = (expect.lower if expect.lower is not None else low - pad, expect.upper if expect.upper is not None else high + pad)
+    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below")
+    for bound in bounds:
+        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1})
+    if per_layer:
+        blocks = list(per_layer)
+        failing = set(failing_layers) if expect.on == "per_layer" else set()
+        colours = [FAIL_COLOUR if b in failing else "#455a64" for b in blocks]
+        fig.add_trace(go.Scatter(x=blocks, y=_f32(list(per_layer.values())), mode="lines+markers", name=f"{check.metric} per block",
+                                 marker={"color": colours, "size": 8}, line={"color": "#90a4ae"}))
+        fig.update_xaxes(dtick=max(1, len(blocks) // 15))
+    if aggregate is not None and expect.on == "aggregate":
+        if per_layer:
+            fig.add_hline(y=aggregate, line={"color": "#37474f", "width": 2})
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": "#37474f", "width": 2}, name=f"aggregate {aggregate:.4g}"))
+        else:
+            fig.add_trace(go.Bar(x=[check.metric], y=[aggregate], name=f"aggregate {aggregate:.4g}", marker_color="#455a64", width=[0.4]))
+    fig.update_yaxes(range=[band[0] - pad, band[1] + pad] if len(bounds) == 2 else [low - pad, high + pad])
+    caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}"
+               f"{f', at least {expect.fraction:.0%} of blocks' if expect.mostly is not None else ''}). "
+               + ("Red markers are blocks outside it." if failing_layers and expect.on == "per_layer" else ""))
+    return Figure(f"metric-{check.id}", title, caption.strip(), fig)
+
+
+# ---------------------------------------------------------------- attn_mlp_separation
+
+
+def _separation_points(data: FigureInput, rng: np.random.Generator):
+    acts, params = data.activations, data.measurement.params
+    skip = int(params.get("skip_first", 0))
+    index = acts.sample_index
+    keep = np.flatnonzero(index[:, 1] >= skip)
+    layers = [b for b in data.measurement.layers if Site(b, Point.ATTN_OUT) in acts.sites and Site(b, Point.MLP_OUT) in acts.sites]
+    per_site = max(1, MAX_POINTS // (2 * max(len(layers), 1)))
+    vectors, labels, blocks, rows = [], [], [], []
+    for block in layers:
+        chosen = keep[_subsample(len(keep), per_site, rng)]
+        for label, point in ((0, Point.ATTN_OUT), (1, Point.MLP_OUT)):
+            samples = acts.sites[Site(block, point)].samples
+            if samples is None:
+                return None
+            x = samples[chosen].astype(np.float64)
+            vectors.append(_unit(x) if params.get("unit_normalise", True) else x)
+            labels.append(np.full(len(chosen), label))
+            blocks.append(np.full(len(chosen), block))
+            rows.append(chosen)
+    if not vectors:
+        return None
+    return np.concatenate(vectors), np.concatenate(labels), np.concatenate(blocks), index[np.concatenate(rows)]
+
+
+def _site_scatter(fig: go.Figure, z: np.ndarray, labels: np.ndarray, hover: list[str], **position) -> None:
+    for label, name, colour in ((0, "attn_out", ATTN_COLOUR), (1, "mlp_out", MLP_COLOUR)):
+        rows = np.flatnonzero(labels == label)
+        fig.add_trace(go.Scattergl(x=_f32(z[rows, 0]), y=_f32(z[rows, 1]), mode="markers", name=name,
+                                   marker={"color": colour, "size": 4, "opacity": 0.55},
+                                   hovertext=[hover[i] for i in rows], hoverinfo="text", **position))
+
+
+def separation_figures(data: FigureInput) -> list[Figure]:
+    if data.activations is None:
+        return []
+    rng = np.random.default_rng(data.seed)
+    points = _separation_points(data, rng)
+    if points is None:
+        return []
+    x, labels, blocks, index = points
+    hover = _hover(data.tokens, index[:, 0], index[:, 1], [f"{'attn' if lab == 0 else 'mlp'} · block {b}<br>" for lab, b in zip(labels, blocks)])
+    unit = "unit-normalised " if data.measurement.params.get("unit_normalise", True) else ""
+    z, ratio = _pca(x, 2, data.seed)
+    fig = _figure("attn_out vs mlp_out, PCA", f"PC1 ({ratio[0]:.1%})", f"PC2 ({ratio[-1]:.1%})", height=520)
+    _site_scatter(fig, z, labels, hover)
+    figures = [Figure("separation-pca", "PCA of attention and MLP outputs", (
+        f"{len(x):,} {unit}sampled vectors from {format_blocks(data.measurement.layers)} pooled; "
+        "blue: attention output, orange: MLP output. Hover for block, position and token."), fig)]
+    umap_figure = _separation_umap(x, labels, hover, rng, data.seed)
+    if umap_figure is not None:
+        figures.append(umap_figure)
+    per_layer = data.measurement.metrics.get("fisher_ratio")
+    if per_layer is not None and per_layer.per_layer:
+        fig = _figure("Fisher ratio by block", "block", "Fisher ratio (top-k PCs)", log_y=True, height=360)
+        ordered = sorted(per_layer.per_layer.items())
+        fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([max(v, 1e-6) for _, v in ordered]), mode="lines+markers", name="Fisher ratio"))
+        figures.append(Figure("separation-fisher", "Fisher ratio by block", "How far apart the two clouds sit in each block alone.", fig))
+    return figures
+
+
+def _separation_umap(x: np.ndarray, labels: np.ndarray, hover: list[str], rng: np.random.Generator, seed: int) -> Figure | None:
+    try:
+        import umap
+    except ImportError:
+        return None
+    rows = _subsample(len(x), MAX_UMAP_POINTS, rng)
+    if len(rows) < 20:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Cosine distances computed up front: umap's own small-data path calls its metric once per pair in Python.
+        distances = np.clip(cosine_distances(x[rows]), 0.0, 2.0)
+        reducer = umap.UMAP(n_neighbors=min(15, len(rows) - 1), min_dist=0.1, metric="precomputed", random_state=seed, n_epochs=200)
+        z = reducer.fit_transform(distances)
+    fig = _figure("attn_out vs mlp_out, UMAP (cosine)", "UMAP 1", "UMAP 2", height=520)
+    _site_scatter(fig, z, labels[rows], [hover[i] for i in rows])
+    return Figure("separation-umap", "UMAP of attention and MLP outputs", (
+        f"{len(rows):,} of the same vectors, UMAP with cosine metric, 15 neighbours, seed {seed}. "
+        "Distances between clusters in UMAP are not meaningful; separation is."), fig)
+
+
+# ---------------------------------------------------------------- first_position_norm
+
+
+def first_position_figures(data: FigureInput) -> list[Figure]:
+    m, acts = data.measurement, data.activations
+    point = Point(m.params.get("point", "resid_post"))
+    figures = []
+    details = m.details
+    if "median_norm_by_position" in details:
+        blocks = [int(b) for b in details["blocks"]]
+        table = np.asarray(details["median_norm_by_position"])
+        fig = _figure(f"median {point.value} norm by position", "position", "median norm (log)", log_y=True)
+        for row in [blocks.index(b) for b in _spread(blocks)]:
+            positions = _subsample(table.shape[1], MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
+            fig.add_trace(go.Scatter(x=positions, y=_f32(table[row, positions]), mode="lines", name=f"block {blocks[row]}"))
+        figures.append(Figure("first-position-by-position", "Norm by position",
+                              "Median over sequences of each position's norm; position 0 standing far above the rest is the signature.", fig))
+    if acts is not None:
+        all_blocks, norms = _block_norms(acts, point)
+        if all_blocks and acts.length > 1:
+            first = [float(np.median(norms[b][:, 0])) for b in all_blocks]
+            rest = [float(np.median(norms[b][:, 1:])) for b in all_blocks]
+            fig = _figure(f"{point.value} norm by block: position 0 vs the rest", "block", "median norm (log)", log_y=True)
+            fig.add_trace(go.Scatter(x=all_blocks, y=_f32(first), mode="lines+markers", name="position 0", line={"color": FAIL_COLOUR}))
+            fig.add_trace(go.Scatter(x=all_blocks, y=_f32(rest), mode="lines+markers", name="positions ≥ 1", line={"color": "#455a64"}))
+            _mark_band(fig, m)
+            figures.append(Figure("first-position-by-block", "Position 0 vs the rest, by block",
+                                  "Median norms; the dotted lines mark the first and last block whose ratio exceeds the threshold.", fig))
+    ratio = m.metrics.get("ratio")
+    if ratio is not None and ratio.per_layer:
+        ordered = sorted(ratio.per_layer.items())
+        fig = _figure("position-0 norm ratio by block", "block", "ratio (log)", log_y=True, height=360)
+        fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([max(v, 1e-6) for _, v in ordered]), mode="lines+markers", name="ratio"))
+        threshold = float(m.params.get("threshold", 20.0))
+        fig.add_trace(go.Scatter(x=[ordered[0][0], ordered[-1][0]], y=[threshold, threshold], mode="lines", name=f"threshold {threshold:g}",
+                                 line={"dash": "dash", "color": FAIL_COLOUR}))
+        _mark_band(fig, m)
+        figures.append(Figure("first-position-ratio", "Ratio by block",
+                              "Norm at position 0 over the median of later positions, mean over sequences.", fig))
+    return figures
+
+
+def _mark_band(fig: go.Figure, m: Measurement) -> None:
+    for name, label in (("onset_layer", "onset"), ("last_layer", "last")):
+        metric = m.metrics.get(name)
+        if metric is not None and metric.aggregate is not None and np.isfinite(metric.aggregate):
+            fig.add_vline(x=metric.aggregate, line={"dash": "dot", "color": "#6a1b9a"}, annotation_text=f"{label} {metric.aggregate:g}")
+
+
+# ---------------------------------------------------------------- positional_helix
+
+
+def helix_figures(data: FigureInput) -> list[Figure]:
+    details = data.measurement.details
+    if "pcs" not in details:
+        return []
+    pcs = np.asarray(details["pcs"], dtype=np.float64)
+    source = str(details["source"][0]) if "source" in details else "positions"
+    rows = _subsample(len(pcs), MAX_POINTS, np.random.default_rng(data.seed))
+    position = rows.astype(np.float32)
+    marker = {"color": position, "colorscale": "Viridis", "size": 3, "colorbar": {"title": {"text": "position"}}}
+    hover = [f"position {int(p)}" for p in rows]
+    if pcs.shape[1] >= 3:
+        fig = go.Figure(go.Scatter3d(x=_f32(pcs[rows, 0]), y=_f32(pcs[rows, 1]), z=_f32(pcs[rows, 2]), mode="markers+lines",
+                                     marker=marker, line={"color": "#b0bec5", "width": 1}, hovertext=hover, hoverinfo="text"))
+        fig.update_layout(template=TEMPLATE, title={"text": f"top 3 PCs of {source}", "x": 0.01}, height=560,
+                          margin={"l": 0, "r": 0, "t": 50, "b": 0},
+                          scene={"xaxis_title": "PC1", "yaxis_title": "PC2", "zaxis_title": "PC3"})
+    else:
+        fig = _figure(f"top PCs of {source}", "PC1", "PC2" if pcs.shape[1] > 1 else "position", height=560)
+        fig.add_trace(go.Scatter(x=_f32(pcs[rows, 0]), y=_f32(pcs[rows, 1] if pcs.shape[1] > 1 else rows), mode="markers+lines",
+                                 marker=marker, hovertext=hover, hoverinfo="text"))
+    figures = [Figure("helix-3d", "Positions in their top principal components",
+                      f"Each point is one row of {source}, coloured by position; a helix winds smoothly.", fig)]
+    cycles = np.asarray(details.get("cycles", []), dtype=np.float64)
+    k = pcs.shape[1]
+    fig = make_subplots(rows=k, cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=[f"PC{j + 1}" for j in range(k)])
+    t = np.arange(len(pcs)) / len(pcs)
+    for j in range(k):
+        fig.add_trace(go.Scatter(x=rows, y=_f32(pcs[rows, j]), mode="lines", name=f"PC{j + 1}", line={"color": "#455a64"}), row=j + 1, col=1)
+        if j < len(cycles):
+            fitted = _sinusoid(pcs[:, j], t, float(cycles[j]))
+            fig.add_trace(go.Scatter(x=rows, y=_f32(fitted[rows]), mode="lines", name=f"fit PC{j + 1}: {cycles[j]:.2f} periods",
+                                     line={"color": FAIL_COLOUR, "dash": "dash"}), row=j + 1, col=1)
+    height = 160 * k + 80
+    fig.update_layout(template=TEMPLATE, height=height, title={"text": "each top component vs position, with fitted sinusoid", "x": 0.01},
+                      margin={"l": 60, "r": 20, "t": 60, "b": 40}, showlegend=True, legend={"orientation": "h", "y": -0.08})
+    fig.update_xaxes(title_text="position", row=k, col=1)
+    figures.append(Figure("helix-components", "Components vs position",
+                          "Grey: the component; red dashed: least-squares a·cos + b·sin + c + d·t at the fitted frequency.", fig))
+    return figures
+
+
+def _sinusoid(y: np.ndarray, t: np.ndarray, cycles: float) -> np.ndarray:
+    design = np.column_stack([np.cos(2 * np.pi * cycles * t), np.sin(2 * np.pi * cycles * t), np.ones_like(t), t])
+    return design @ np.linalg.lstsq(design, y, rcond=None)[0]
+
+
+# ---------------------------------------------------------------- sequence_structure
+
+
+def sequence_figures(data: FigureInput) -> list[Figure]:
+    m, acts = data.measurement, data.activations
+    skip = int(m.params.get("skip_first", 1))
+    figures = []
+    middle = int(m.details["middle_block"][0]) if "middle_block" in m.details else (m.layers[len(m.layers) // 2] if m.layers else None)
+    stats = acts.site(middle, Point.RESID_POST) if acts is not None and middle is not None else None
+    if stats is not None and stats.position_mean is not None and stats.position_mean.shape[0] - skip >= 3:
+        means = stats.position_mean[skip:]
+        z, ratio = _pca(means, 2, data.seed)
+        position = np.arange(skip, skip + len(means))
+        rows = _subsample(len(z), MAX_POINTS, np.random.default_rng(data.seed))
+        fig = _figure(f"per-position means at blocks.{middle}.resid_post, PCA", f"PC1 ({ratio[0]:.1%})", f"PC2 ({ratio[-1]:.1%})", height=500)
+        fig.add_trace(go.Scatter(x=_f32(z[rows, 0]), y=_f32(z[rows, -1]), mode="markers+lines", line={"color": "#cfd8dc", "width": 1},
+                                 marker={"color": position[rows], "colorscale": "Viridis", "size": 6, "colorbar": {"title": {"text": "position"}}},
+                                 hovertext=[f"position {p}" for p in position[rows]], hoverinfo="text", name="mean"))
+        figures.append(Figure("sequence-means", "Per-position means in PCA",
+                              f"Mean over {acts.n_sequences} sequences of each position ≥ {skip}, coloured by position; "
+                              "an ordered curve means position organises the stream.", fig))
+    samples = stats.samples if stats is not None else None
+    if samples is not None:
+        index = acts.sample_index
+        rows = np.flatnonzero(index[:, 1] >= skip)
+        rows = rows[_subsample(len(rows), MAX_POINTS, np.random.default_rng(data.seed))]
+        if len(rows) >= 3:
+            z, ratio = _pca(samples[rows].astype(np.float64), 2, data.seed)
+            fig = _figure(f"sampled tokens at blocks.{middle}.resid_post, PCA", f"PC1 ({ratio[0]:.1%})", f"PC2 ({ratio[-1]:.1%})", height=500)
+            fig.add_trace(go.Scattergl(x=_f32(z[:, 0]), y=_f32(z[:, -1]), mode="markers", name="token",
+                                       hovertext=_hover(data.tokens, index[rows, 0], index[rows, 1]), hoverinfo="text",
+                                       marker={"color": index[rows, 1].astype(np.float32), "colorscale": "Viridis", "size": 4,
+                                               "opacity": 0.6, "colorbar": {"title": {"text": "position"}}}))
+            figures.append(Figure("sequence-samples", "Sampled tokens in PCA",
+                                  f"{len(rows):,} sampled tokens at positions ≥ {skip}, coloured by position; hover for the token.", fig))
+    share = m.metrics.get("position_variance_share")
+    if share is not None and share.per_layer:
+        ordered = sorted(share.per_layer.items())
+        fig = _figure("variance share explained by position, by block", "block", "share of variance", height=360)
+        fig.add_trace(go.Bar(x=[b for b, _ in ordered], y=_f32([v for _, v in ordered]), name="position variance share", marker_color="#5c6bc0"))
+        figures.append(Figure("sequence-share", "Variance share by block",
+                              "Between-position variance over total, corrected for the noise of a mean over the sequences.", fig))
+    return figures
+
+
+# ---------------------------------------------------------------- layer_norm_growth
+
+
+def norm_growth_figures(data: FigureInput) -> list[Figure]:
+    m, acts = data.measurement, data.activations
+    skip = int(m.params.get("skip_first", 1))
+    fig = _figure("median resid_post norm by block", "block", "median norm (log)", log_y=True)
+    if acts is not None:
+        blocks, norms = _block_norms(acts, Point.RESID_POST)
+        blocks = [b for b in blocks if norms[b].shape[1] > skip]
+        if blocks:
+            fig.add_trace(go.Scatter(x=blocks, y=_f32([np.median(norms[b][:, skip:]) for b in blocks]), mode="lines+markers", name="every block",
+                                     line={"color": "#90a4ae"}))
+            final = acts.site(None, Point.FINAL_NORM)
+            if final is not None and final.norms.shape[1] > skip:
+                fig.add_trace(go.Scatter(x=[blocks[-1] + 1], y=_f32([np.median(final.norms[:, skip:])]), mode="markers", name="after final norm",
+                                         marker={"symbol": "diamond", "size": 11, "color": FAIL_COLOUR}))
+    if "median_norm" in m.details:
+        fig.add_trace(go.Scatter(x=np.asarray(m.details["blocks"]), y=_f32(m.details["median_norm"]), mode="markers", name="measured blocks",
+                                 marker={"size": 9, "color": "#1565c0"}))
+    if not fig.data:
+        return []
+    figures = [Figure("norm-growth", "Norm by block", f"Median norm over every sequence and position ≥ {skip}; "
+                      "the diamond (drawn one block past the last) is the output of the final norm.", fig)]
+    if acts is not None:
+        blocks, norms = _block_norms(acts, Point.RESID_POST)
+        if blocks:
+            fig = _figure("median resid_post norm by position", "position", "median norm (log)", log_y=True)
+            positions = _subsample(acts.length, MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
+            for b in _spread(blocks):
+                fig.add_trace(go.Scatter(x=positions, y=_f32(np.median(norms[b], axis=0)[positions]), mode="lines", name=f"block {b}"))
+            figures.append(Figure("norm-by-position", "Norm by position", "Median over sequences, for blocks spread through the depth.", fig))
+    return figures
+
+
+# ---------------------------------------------------------------- repeated_token_convergence
+
+
+def repeated_token_figures(data: FigureInput) -> list[Figure]:
+    m = data.measurement
+    if not {"blocks", "positions", "cosine"} <= set(m.details):
+        return detail_figures(data)
+    blocks = [int(b) for b in m.details["blocks"]]
+    positions, cosine = np.asarray(m.details["positions"]), np.asarray(m.details["cosine"])
+    reference = int(m.params.get("reference_position", 0))
+    shown = _subsample(len(positions), MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
+    fig = _figure(f"cosine similarity to position {reference} along the sequence", "position", f"cos(m_t, m_{reference})")
+    for b in _spread(blocks):
+        row = blocks.index(b)
+        fig.add_trace(go.Scatter(x=positions[shown], y=_f32(cosine[row, shown]), mode="lines", name=f"block {b}"))
+    figures = [Figure("repeated-cosine", "Similarity to the reference position",
+                      "Mean state over sequences at each position of the repeated token; rising curves mean convergence.", fig)]
+    rho = m.metrics.get("convergence_rho")
+    if rho is not None and rho.per_layer:
+        ordered = sorted(rho.per_layer.items())
+        fig = _figure("convergence rho by block", "block", "Spearman rho", height=360)
+        fig.add_trace(go.Bar(x=[b for b, _ in ordered], y=_f32([v for _, v in ordered]), marker_color="#5c6bc0", name="rho"))
+        fig.update_yaxes(range=[-1.05, 1.05])
+        figures.append(Figure("repeated-rho", "Convergence by block", "Rank correlation of the similarity with position, per block.", fig))
+    if data.activations is not None:
+        all_blocks, norms = _block_norms(data.activations, Point.RESID_POST)
+        if all_blocks:
+            fig = _figure("median resid_post norm by position (repeated token)", "position", "median norm (log)", log_y=True)
+            cols = _subsample(data.activations.length, MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
+            for b in _spread(all_blocks):
+                fig.add_trace(go.Scatter(x=cols, y=_f32(np.median(norms[b], axis=0)[cols]), mode="lines", name=f"block {b}"))
+            figures.append(Figure("repeated-norms", "Norm by position", "How the repeated copies' norms evolve along the sequence.", fig))
+    return figures
+
+
+# ---------------------------------------------------------------- anything else: plot what the details hold
+
+
+def detail_figures(data: FigureInput) -> list[Figure]:
+    """Fallback for a property without its own builder: every per-layer metric, then 1-D and 2-D details."""
+    m = data.measurement
+    figures = []
+    per_layer = {name: metric for name, metric in m.metrics.items() if metric.per_layer}
+    if per_layer:
+        fig = _figure(f"{m.property}: per-block metrics", "block", "value", height=380)
+        for name, metric in per_layer.items():
+            ordered = sorted(metric.per_layer.items())
+            fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([v for _, v in ordered]), mode="lines+markers", name=name))
+        figures.append(Figure("detail-metrics", "Per-block metrics", "Every metric the property reports per block.", fig))
+    for name, value in m.details.items():
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu" or array.size < 2:
+            continue
+        if array.ndim == 1:
+            fig = _figure(name, "index", name, height=340)
+            rows = _subsample(len(array), MAX_POINTS, np.random.default_rng(data.seed))
+            fig.add_trace(go.Scatter(x=rows, y=_f32(array[rows]), mode="lines+markers", name=name))
+            figures.append(Figure(f"detail-{name}", name, f"The property's `{name}` detail.", fig))
+        elif array.ndim == 2:
+            step = [max(1, int(np.ceil(n / 100))) for n in array.shape]
+            fig = _figure(name, "column", "row", height=400)
+            fig.add_trace(go.Heatmap(z=_f32(array[:: step[0], :: step[1]]), colorscale="Viridis"))
+            figures.append(Figure(f"detail-{name}", name, f"The property's `{name}` detail (every {step[0]}th row, {step[1]}th column).", fig))
+    return figures
+
+
+BUILDERS: dict[str, Callable[[FigureInput], list[Figure]]] = {
+    "attn_mlp_separation": separation_figures,
+    "first_position_norm": first_position_figures,
+    "positional_helix": helix_figures,
+    "sequence_structure": sequence_figures,
+    "layer_norm_growth": norm_growth_figures,
+    "repeated_token_convergence": repeated_token_figures,
+}
+
+
+def property_figures(data: FigureInput) -> list[Figure]:
+    """The plots for one valid measurement; a property without a builder gets its details plotted."""
+    if not data.measurement.valid:
+        return []
+    return BUILDERS.get(data.measurement.property, detail_figures)(data)

@@ -1,0 +1,277 @@
+"""Renders one self-contained HTML page for one (model, spec): run facts, a check table, a section per property.
+
+Every string that came from a model, tokenizer, corpus or spec goes through jinja2's autoescape;
+plot data travels as JSON in ``<script type="application/json">`` blocks with ``<``, ``>`` and
+``&`` written as ``\\u003c``/``\\u003e``/``\\u0026``, so no token can close the script element.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+import plotly.io as pio
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from .. import properties
+from ..expect import format_value
+from ..layers import format_blocks
+from ..inputs import InputSpec
+from ..models import LoadedModel
+from ..runner import CaptureRecord, CheckResult, GeomSession
+from ..spec import Spec
+from .figures import Figure, FigureInput, display_token, metric_figure, property_figures, token_text
+
+VERSIONED_PACKAGES = ("geomcheck", "torch", "transformers", "numpy", "plotly", "scikit-learn", "umap-learn")
+EXAMPLE_TOKENS = 48
+PLOT_CONFIG = {"displaylogo": False, "responsive": True, "typesetMath": False, "showLink": False}
+Captures = Mapping[tuple[str, InputSpec], CaptureRecord]
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value: object) -> Markup:
+    """JSON safe to place inside a <script> element: nothing in it can end the element or open a comment."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), allow_nan=False)
+    for char, escaped in _JSON_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return Markup(text)
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    anchor: str
+    status: str
+    check_id: str
+    property: str
+    metric: str
+    measured: str
+    expected: str
+    location: str
+    headline: str
+    details: tuple[str, ...]
+    reason: str | None
+    layers: str
+    params: tuple[tuple[str, str], ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    dom_id: str
+    data_id: str
+    title: str
+    caption: str
+    height: int
+    data: Markup
+
+
+@dataclass(frozen=True)
+class FigureGroup:
+    label: str | None
+    figures: tuple[FigureBlock, ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    anchor: str
+    property: str
+    summary: str
+    status: str
+    open: bool
+    checks: tuple[CheckRow, ...]
+    groups: tuple[FigureGroup, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InputRow:
+    mode: str
+    description: str
+    sequences: int
+    length: int
+    bos: bool
+    seed: int
+    seconds: float | None
+    example: tuple[str, ...]
+
+
+@dataclass
+class _Figures:
+    """Numbers every figure on the page so DOM ids stay unique; keeps the one shared plotly template."""
+
+    count: int = 0
+    template: object = None
+    blocks: list[FigureBlock] = field(default_factory=list)
+
+    def add(self, figure: Figure) -> FigureBlock:
+        self.count += 1
+        spec = json.loads(pio.to_json(figure.figure, validate=False, engine="json"))
+        self.template = spec["layout"].pop("template", None) or self.template
+        block = FigureBlock(f"fig-{self.count}", f"fig-data-{self.count}", figure.title, figure.caption, figure.height,
+                            script_json({"data": spec["data"], "layout": spec["layout"]}))
+        self.blocks.append(block)
+        return block
+
+
+def render_report(session: GeomSession, model: str, spec: Spec, results: Sequence[CheckResult]) -> str:
+    """The full HTML text of one (model, spec) report."""
+    loaded = session.models().get(model)
+    captures = session.captures()
+    figures = _Figures()
+    sections = [_section(session, model, spec, prop, [r for r in results if r.check.property == prop], captures, figures, loaded)
+                for prop in dict.fromkeys(r.check.property for r in results)]
+    rows = [row for section in sections for row in section.checks]
+    counts = {status: sum(row.status == status for row in rows) for status in ("passed", "failed", "error", "skipped")}
+    context = {
+        "title": f"geomcheck: {model} · {spec.name}",
+        "model": model,
+        "model_kind": f"{loaded.ref.kind} {loaded.ref.target}" if loaded is not None else None,
+        "source": loaded.source if loaded is not None else "not loaded",
+        "load_seconds": loaded.load_seconds if loaded is not None else None,
+        "config": [(key, _plain(value)) for key, value in loaded.config_summary().items()] if loaded is not None else [],
+        "notes": list(loaded.notes) if loaded is not None else [],
+        "spec": spec,
+        "inputs": _inputs(session, model, spec, results, captures, loaded),
+        "versions": _versions(),
+        "wall_seconds": time.perf_counter() - session.started,
+        "generated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "counts": counts,
+        "overall": "failed" if counts["failed"] or counts["error"] else "passed",
+        "rows": rows,
+        "sections": sections,
+        "figure_count": figures.count,
+        "template_json": script_json(figures.template or {}),
+        "config_json": script_json(PLOT_CONFIG),
+        "plotly_js": Markup(get_plotlyjs()),
+    }
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _section(session: GeomSession, model: str, spec: Spec, prop: str, results: Sequence[CheckResult],
+             captures: Captures, figures: _Figures, loaded: LoadedModel | None) -> Section:
+    definition = properties.REGISTRY.get(prop)
+    checks = tuple(_row(result) for result in results)
+    groups, notes = [], []
+    measured: dict[tuple, list[CheckResult]] = {}
+    for result in results:
+        m = result.measurement
+        if m is not None and m.valid:
+            key = (session.inputs_for(spec, result.check), m.layers, json.dumps(m.params, sort_keys=True, default=str))
+            measured.setdefault(key, []).append(result)
+    for (input_spec, _, _), group in measured.items():
+        record = captures.get((model, input_spec))
+        acts = record.activations if record is not None else None
+        tokens = token_text(acts.tokens, loaded.tokenizer if loaded is not None else None) if acts is not None else None
+        if acts is None:
+            notes.append("the captured activations were not kept, so only plots from the measurement are shown")
+        built = property_figures(FigureInput(group[0].measurement, acts, tokens, input_spec.seed))
+        built += [f for r in group if (f := metric_figure(r.check, r.measurement, r.outcome.failing_layers)) is not None]
+        label = None if len(measured) == 1 else f"checks {', '.join(r.check.id for r in group)} ({format_blocks(group[0].measurement.layers)})"
+        groups.append(FigureGroup(label, tuple(figures.add(f) for f in built)))
+    statuses = {row.status for row in checks}
+    status = next((s for s in ("error", "failed", "passed", "skipped") if s in statuses), "skipped")
+    return Section(
+        anchor=f"property-{prop}",
+        property=prop,
+        summary=definition.summary if definition is not None else "",
+        status=status,
+        open=status in ("failed", "error"),
+        checks=checks,
+        groups=tuple(groups),
+        notes=tuple(notes),
+    )
+
+
+def _row(result: CheckResult) -> CheckRow:
+    check, outcome, m = result.check, result.outcome, result.measurement
+    expect = check.expect
+    expected = expect.condition() + (" in every block" if expect.on == "per_layer" and expect.mostly is None else "")
+    if expect.mostly is not None:
+        expected += f" in ≥ {expect.mostly:.0%} of blocks"
+    params = m.params if m is not None else check.params.model_dump()
+    return CheckRow(
+        anchor=f"check-{check.id}",
+        status=outcome.status,
+        check_id=check.id,
+        property=check.property,
+        metric=f"{check.metric} ({expect.on})",
+        measured=_measured(result),
+        expected=expected,
+        location=f"{check.file}:{check.line}",
+        headline=outcome.headline,
+        details=tuple(outcome.details),
+        reason=check.reason,
+        layers=format_blocks(m.layers) if m is not None else str(getattr(check.layers, "value", check.layers)),
+        params=tuple((str(k), _plain(v)) for k, v in params.items()),
+        seconds=result.seconds,
+    )
+
+
+def _measured(result: CheckResult) -> str:
+    outcome, expect = result.outcome, result.check.expect
+    if outcome.value is not None:
+        return format_value(outcome.value, expect)
+    if outcome.per_layer:
+        values = list(outcome.per_layer.values())
+        low, high = min(values), max(values)
+        span = format_value(low, expect) if low == high else f"{format_value(low, expect)} to {format_value(high, expect)}"
+        return f"{span} over {len(values)} blocks"
+    m = result.measurement
+    if m is not None and not m.valid:
+        return "not measurable"
+    metric = m.metrics.get(result.check.metric) if m is not None else None
+    if metric is not None and metric.aggregate is not None:
+        return format_value(metric.aggregate, expect)
+    return "—"
+
+
+def _inputs(session: GeomSession, model: str, spec: Spec, results: Sequence[CheckResult], captures: Captures,
+            loaded: LoadedModel | None) -> list[InputRow]:
+    rows = []
+    for input_spec in dict.fromkeys(session.inputs_for(spec, r.check) for r in results):
+        record = captures.get((model, input_spec))
+        if record is None:
+            continue
+        batch = record.batch
+        example = tuple(display_token(loaded.tokenizer if loaded is not None else None, int(t)) for t in batch.ids[0, :EXAMPLE_TOKENS])
+        rows.append(InputRow(input_spec.mode, batch.description, batch.n_sequences, batch.length, batch.bos, input_spec.seed,
+                             record.seconds, example))
+    return rows
+
+
+def _versions() -> list[tuple[str, str]]:
+    found = [("python", platform.python_version())]
+    for name in VERSIONED_PACKAGES:
+        try:
+            found.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            found.append((name, "not installed"))
+    return found
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+

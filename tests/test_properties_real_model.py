@@ -1,0 +1,79 @@
+"""The properties tell SmolLM2-135M from its random-init twin in the directions the research reports."""
+
+from __future__ import annotations
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+from geomcheck.properties import REGISTRY
+
+pytestmark = pytest.mark.real_model
+
+MIDDLE = tuple(range(5, 25))
+
+
+def _capture(ref: str):
+    from geomcheck import capture, inputs, models
+
+    lm = models.load(ref)
+    spec = inputs.InputSpec(mode="corpus", sequences=16, tokens=128, seed=0)
+    batch = inputs.build_batch(
+        spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.table.prepend_bos, vocab_size=lm.model.config.vocab_size
+    )
+    plan = capture.CapturePlan(
+        position_means=("blocks.*.resid_post",),
+        sampled=("blocks.*.attn_out", "blocks.*.mlp_out", "blocks.*.resid_post"),
+        samples=1024,
+        batch_size=8,
+        verify=False,
+        progress=False,
+    )
+    return capture.capture(lm, batch, plan)
+
+
+@pytest.fixture(scope="module")
+def pair(smollm2):
+    """(trained, random-init) activations on the same 16 x 128 corpus tokens."""
+    return _capture("smollm2-135m"), _capture("random:smollm2-135m")
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """The machines running this suite are shared; oversubscribed BLAS threads make the probes several times slower."""
+    with threadpool_limits(1):
+        yield
+
+
+def measure(name: str, acts, layers: tuple[int, ...] | None = None, **params):
+    prop = REGISTRY[name]
+    result = prop.measure(acts, prop.params(**params), layers or tuple(range(acts.n_blocks)))
+    assert result.valid, result.reason
+    return result
+
+
+def test_attn_and_mlp_separate_along_top_components_only_when_trained(pair):
+    trained, random = (measure("attn_mlp_separation", acts, MIDDLE, max_points=4000) for acts in pair)
+    assert trained.metric("probe_pca_accuracy").aggregate > 0.8
+    assert random.metric("probe_pca_accuracy").aggregate < 0.7
+    assert trained.metric("fisher_ratio").aggregate > 10 * random.metric("fisher_ratio").aggregate
+
+
+def test_first_position_is_massive_in_middle_blocks_only_when_trained(pair):
+    trained, random = (measure("first_position_norm", acts) for acts in pair)
+    assert trained.metric("ratio").aggregate > 20
+    assert 9 <= trained.metric("onset_layer").aggregate <= 13
+    assert random.metric("ratio").aggregate < 2
+    assert random.metric("onset_layer").aggregate != random.metric("onset_layer").aggregate  # NaN: no onset
+
+
+def test_position_explains_more_variance_when_trained(pair):
+    trained, random = (measure("sequence_structure", acts) for acts in pair)
+    assert trained.metric("position_variance_share").aggregate > random.metric("position_variance_share").aggregate + 0.003
+
+
+def test_norm_grows_late_spikes_and_collapses_at_final_norm_when_trained(pair):
+    trained, random = (measure("layer_norm_growth", acts) for acts in pair)
+    assert trained.metric("growth_ratio").aggregate > 1.3 * random.metric("growth_ratio").aggregate
+    assert trained.metric("late_growth").aggregate > 3 > random.metric("late_growth").aggregate
+    assert trained.metric("last_block_spike").aggregate > 1.1 > random.metric("last_block_spike").aggregate
+    assert trained.metric("final_norm_drop").aggregate < 0.2 < random.metric("final_norm_drop").aggregate
