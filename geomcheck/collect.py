@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .errors import GeomcheckError, SpecError
 from .models import LoadOptions, resolve
 from .plugin import MODELS_KEY, SESSION_KEY, setting
-from .runner import CheckResult, GeomSession
+from .runner import BaselineOptions, CheckResult, GeomSession
 from .spec import Check, Spec, load_spec
 
 
@@ -24,7 +26,11 @@ def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
         trust_remote_code=bool(config.getoption("geom_trust_remote_code")),
     )
     budget = int(setting(config, "geom_token_budget") or DEFAULT_TOKEN_BUDGET)
-    return GeomSession(options, budget)
+    baselines = None
+    if not config.getoption("geom_no_baseline"):
+        root = Path(str(setting(config, "geom_baseline_dir") or config.rootpath / "baselines"))
+        baselines = BaselineOptions(root=root, update=bool(config.getoption("geom_update")))
+    return GeomSession(options, budget, baselines)
 
 
 class CheckFailed(AssertionError):

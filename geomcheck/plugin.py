@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other
 SESSION_KEY = pytest.StashKey["GeomSession"]()
 MODELS_KEY = pytest.StashKey[list[str]]()
 SPEC_PATHS_KEY = pytest.StashKey[list[Path]]()
+WRITTEN_KEY = pytest.StashKey[list[Path]]()
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 _OPTIONS = (
@@ -23,6 +24,7 @@ _OPTIONS = (
     ("--geom-dtype", "geom_dtype", "string", "float32 (default), bfloat16 or float16"),
     ("--geom-seed", "geom_seed", "string", "seed for random: twins and input sampling (default 0)"),
     ("--geom-token-budget", "geom_token_budget", "string", "largest sequences x tokens a spec may ask for"),
+    ("--geom-baseline-dir", "geom_baseline_dir", "string", "where baselines live (default: baselines/ under the rootdir)"),
 )
 
 
@@ -37,6 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(dest, type="linelist" if kind == "paths" else "string", help=text)
     group.addoption("--geom-allow-pickle", action="store_true", dest="geom_allow_pickle", default=False,
                     help="allow pickle-based checkpoints (.bin/.pt), loaded with weights_only=True")
+    group.addoption("--geom-update", action="store_true", dest="geom_update", default=False,
+                    help="record every measured value as the new baseline")
+    group.addoption("--geom-no-baseline", action="store_true", dest="geom_no_baseline", default=False,
+                    help="compare with fixed expectations only; neither read nor write baselines")
     group.addoption("--geom-trust-remote-code", action="store_true", dest="geom_trust_remote_code", default=False,
                     help="allow a checkpoint's own Python code (auto_map)")
 
@@ -71,6 +77,19 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report.pytest_reporter import ReportWriter
 
         config.pluginmanager.register(ReportWriter(config), "geomcheck-report")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    geom = session.config.stash.get(SESSION_KEY, None)
+    if geom is None:
+        return
+    for path in geom.finish():
+        session.config.stash.setdefault(WRITTEN_KEY, []).append(path)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    for path in config.stash.get(WRITTEN_KEY, []):
+        terminalreporter.write_line(f"geomcheck baseline written: {path}")
 
 
 def is_spec_file(path: Path, spec_paths: list[Path]) -> bool:

@@ -6,12 +6,13 @@ in either place and the captured activations are shared by every check that uses
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import properties
+from . import baseline, properties
 from .activations import Activations
 from .capture import CapturePlan, capture
 from .errors import GeomcheckError
@@ -42,16 +43,33 @@ class CaptureRecord:
     seconds: float
 
 
+@dataclass(frozen=True)
+class BaselineOptions:
+    """Where baselines live and what to do with them. ``ci`` turns a missing baseline into a failure."""
+
+    root: Path = Path("baselines")
+    update: bool = False
+    ci: bool = field(default_factory=lambda: os.environ.get("CI", "").lower() in ("1", "true", "yes"))
+
+
 @dataclass
 class GeomSession:
     """Caches loaded models and captures for the life of one pytest session or CLI run."""
 
     load_options: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int = DEFAULT_TOKEN_BUDGET
+    baselines: BaselineOptions | None = None
     _models: dict[str, LoadedModel] = field(default_factory=dict)
+    _recorded: dict[Path, dict] = field(default_factory=dict)
+    _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+
+    def add_model(self, ref: str, loaded: LoadedModel) -> None:
+        """Use an already loaded (e.g. deliberately damaged) model under the name ``ref``."""
+        self._models[ref] = loaded
+        self._captures = {key: value for key, value in self._captures.items() if key[0] != ref}
 
     def model(self, ref: str) -> LoadedModel:
         if ref not in self._models:
@@ -108,9 +126,61 @@ class GeomSession:
             elif layers:
                 measurement = prop.measure(record.activations, check.params, layers)
                 outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
+                if self.baselines is not None:
+                    outcome = self._against_baseline(spec, check, ref, measurement, outcome)
         result = CheckResult(spec, check, ref, outcome, measurement, time.perf_counter() - started)
         self.results.append(result)
         return result
+
+    def baseline_file(self, spec: Spec, ref: str) -> Path:
+        assert self.baselines is not None
+        return baseline.baseline_path(self.baselines.root, self.model(ref).ref.key, spec.name)
+
+    def _against_baseline(self, spec: Spec, check: Check, ref: str, measurement: Measurement, outcome: Outcome) -> Outcome:
+        """Queue the measurement for recording, and fail the check when it drifted from the baseline."""
+        options = self.baselines
+        assert options is not None
+        path = self.baseline_file(spec, ref)
+        entries = self._pending.setdefault(path, (ref, spec.name, {}))[2]
+        entries[check.id] = baseline.snapshot(measurement)
+        if options.update:
+            return outcome
+        if path not in self._recorded:
+            self._recorded[path] = baseline.read(path) if path.is_file() else {}
+        recorded = self._recorded[path].get("checks", {}).get(check.id) if self._recorded[path] else None
+        if recorded is None:
+            missing = f"no baseline for check {check.id!r} in {path}"
+            if options.ci:
+                remedy = f"create it with: pytest --geom-model={ref} --geom-spec {spec.display_path} --geom-update, and commit it"
+                return replace(outcome, status="failed", headline=f"{check.property}[{ref}]: {missing} ({check.location})", details=(remedy, *outcome.details))
+            print(f"geomcheck: warning: {missing}; recording one now (in CI this fails)", file=sys.stderr)
+            return outcome
+        band = baseline.ToleranceBand(**check.tolerance.model_dump()) if check.tolerance else baseline.ToleranceBand()
+        moved = baseline.drift(recorded, measurement, band)
+        if not moved:
+            return outcome
+        headline = f"{check.property}[{ref}] drifted from its baseline in {len(moved)} value(s) ({check.location})"
+        if outcome.status == "failed":
+            headline = outcome.headline + f"; also drifted from its baseline in {len(moved)} value(s)"
+        details = (*outcome.details, f"baseline: {path}", *moved[:12], *(["..."] if len(moved) > 12 else []))
+        return replace(outcome, status="failed", headline=headline, details=details)
+
+    def finish(self) -> list[Path]:
+        """Write the baselines this run should record: all with --update, else only missing ones (not in CI)."""
+        options = self.baselines
+        if options is None:
+            return []
+        written = []
+        for path, (ref, spec_name, entries) in self._pending.items():
+            exists = path.is_file()
+            if not options.update and (exists or options.ci):
+                continue
+            merged = dict(baseline.read(path)["checks"]) if exists else {}
+            merged.update(entries)
+            baseline.write_atomic(path, baseline.document(ref, spec_name, merged))
+            written.append(path)
+        self._pending.clear()
+        return written
 
 
 @dataclass(frozen=True)
@@ -121,6 +191,7 @@ class RunOptions:
     write_report: bool = True
     load: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int | None = None
+    baselines: BaselineOptions | None = None
 
 
 def run_cli(options: RunOptions) -> int:
@@ -128,7 +199,7 @@ def run_cli(options: RunOptions) -> int:
     from .spec import load_specs
 
     specs = load_specs([Path(p) for p in options.specs])
-    session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET)
+    session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines)
     failed = False
     for ref in options.models:
         for spec in specs:
@@ -143,6 +214,8 @@ def run_cli(options: RunOptions) -> int:
                 for line in outcome.details if outcome.status == "failed" else ():
                     print(f"        {line}")
                 failed |= outcome.status == "failed"
+    for path in session.finish():
+        print(f"baseline written: {path}")
     if options.write_report:
         from .report import write_reports
 

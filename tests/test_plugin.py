@@ -29,7 +29,8 @@ checks:
 
 
 @pytest.fixture
-def project(pytester):
+def project(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
     pytester.makefile(".yaml", **{"specs/tiny": SPEC})
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     return pytester

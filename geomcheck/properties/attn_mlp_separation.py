@@ -71,6 +71,8 @@ def _pooled(acts: Activations, params: Params, layers: tuple[int, ...], rng: np.
     index = acts.sample_index
     keep = np.flatnonzero(index[:, 1] >= params.skip_first)
     groups = _averaging_groups(index[keep, 0], params.average)
+    if not groups:
+        return None
     per_layer = max(1, params.max_points // (2 * len(layers)))
     vectors, labels, sequences, blocks = [], [], [], []
     for block in layers:
@@ -97,6 +99,8 @@ def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
+    if len(np.unique(groups)) < folds:
+        return float("nan")  # too few sequences among this block's points to hold any out
     steps = [_pca(min(components, x.shape[1]), x.shape)] if components else []
     clf = make_pipeline(*steps, LogisticRegression(max_iter=2000))
     scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(n_splits=folds), scoring="balanced_accuracy")
@@ -125,7 +129,10 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     if n_seq < params.folds:
         return invalid(NAME, f"held-out probing needs samples from at least {params.folds} sequences; got {n_seq}", layers, params)
     rng = np.random.default_rng(acts.seed)
-    x, y, seq, block = _pooled(acts, params, layers, rng)
+    pooled = _pooled(acts, params, layers, rng)
+    if pooled is None:
+        return invalid(NAME, f"no sequence has {params.average} samples to average at positions >= {params.skip_first}", layers, params)
+    x, y, seq, block = pooled
     if np.ptp(x, axis=0).max() == 0:
         return invalid(NAME, "attn_out and mlp_out samples are all identical (constant or zero activations)", layers, params)
     k = params.pca_components
