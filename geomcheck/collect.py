@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from .errors import GeomcheckError, SpecError
+from .errors import GeomcheckError, InputError, SpecError
+from .inputs import check_budget
 from .models import LoadOptions, resolve
 from .plugin import MODELS_KEY, SESSION_KEY, setting
 from .runner import BaselineOptions, CheckResult, GeomSession
@@ -47,6 +48,12 @@ class SpecFile(pytest.File):
             spec = load_spec(self.path)
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
+        budget = self.config.stash[SESSION_KEY].token_budget
+        for check in spec.checks:
+            try:  # refused here, before any model loads
+                check_budget(check.effective_inputs(spec), context_length=None, budget=budget)
+            except InputError as exc:
+                raise self.CollectError(f"{check.location}: inputs of check {check.id!r}: {exc}") from None
         for model in self.config.stash[MODELS_KEY]:
             try:
                 label = resolve(model).label

@@ -67,10 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
     spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
     config.stash[SPEC_PATHS_KEY] = [p.resolve() for p in spec_paths]
     config.addinivalue_line("markers", "geomcheck: a geometry check generated from a spec file")
-    # Without explicit paths, run the spec checks rather than the project's own tests.
+    # Without explicit paths, run the spec checks rather than the project's own tests; with explicit
+    # paths, add spec paths only when --geom-spec names them.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args = [str(p) for p in spec_paths]
-    else:
+    elif config.getoption("geom_spec"):
         config.args = list(config.args) + [str(p) for p in spec_paths if str(p) not in config.args]
     if str(setting(config, "geom_report") or "").lower() != "none":
         # Registered on xdist workers too: the worker that ran a model's checks holds its measurements.

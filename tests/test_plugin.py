@@ -130,3 +130,12 @@ def test_geomcheck_run_cli_exit_codes(project, tiny_dirs):
     passing.write_text(textwrap.dedent(SPEC).split("  - id: impossible_ratio")[0])
     assert main(["run", "--model", str(tiny_dirs["llama"]), "--spec", str(passing), "--no-report"]) == 0
     assert main(["run", "--model", "./missing", "--spec", str(passing), "--no-report"]) == 3
+
+
+def test_over_budget_spec_is_refused_before_any_model_loads(project):
+    project.makefile(".yaml", **{"specs/huge": "inputs: {sequences: 5000, tokens: 1000}\nchecks:\n  - property: first_position_norm\n    expect: {min: 1}\n"})
+    # The model does not exist: had it been loaded first, the error would be about the model.
+    result = project.runpytest("--geom-model=./never/loaded", "--geom-report", "none", "specs/huge.yaml")
+    out = result.stdout.str()
+    assert "specs/huge.yaml:3" in out and "5,000,000 tokens, over the budget" in out
+    assert "no such file" not in out

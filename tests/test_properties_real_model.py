@@ -66,9 +66,12 @@ def test_first_position_is_massive_in_middle_blocks_only_when_trained(pair):
     assert random.metric("onset_layer").aggregate != random.metric("onset_layer").aggregate  # NaN: no onset
 
 
-def test_position_explains_more_variance_when_trained(pair):
+def test_random_twin_has_more_position_structure_than_trained(pair):
+    # Measured, and opposite to a naive reading of the paper: a random block with near-uniform attention
+    # mixes in the prefix mean, whose spread shrinks as 1/t, so position organises the random twin more.
     trained, random = (measure("sequence_structure", acts) for acts in pair)
-    assert trained.metric("position_variance_share").aggregate > random.metric("position_variance_share").aggregate + 0.003
+    assert random.metric("position_variance_share").aggregate > 2 * trained.metric("position_variance_share").aggregate
+    assert random.metric("early_tail").aggregate > 1.5 * trained.metric("early_tail").aggregate
 
 
 def test_norm_grows_late_spikes_and_collapses_at_final_norm_when_trained(pair):

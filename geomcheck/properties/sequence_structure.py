@@ -6,18 +6,22 @@ even without a position table): at each block's ``resid_post``, over positions t
 (default 1, dropping the BOS / first-token outlier) and N sequences, with per-position means m_t,
 their mean mu and E||x||^2 from the captured norms:
 
-- ``position_variance_share`` (default): between-position variance / total variance, with
-  total = E||x||^2 - ||mu||^2 and between = mean_t ||m_t - mu||^2 corrected for the sampling noise
-  of a mean over N sequences: (between - total / N) / (1 - 1 / N). Without the correction the
-  share has a floor of ~1/N (0.06 at 16 sequences) that hides the signal.
+- ``position_variance_share`` (default): omega-squared of ``position_bins`` equal-width position
+  bins over the sampled vectors (positions from ``sample_index``): (SS_between - (B - 1) MS_within)
+  / (SS_total + MS_within), the unbiased share of variance explained by position. Computed from
+  samples drawn across sequences, not from the per-position means: those means share the same
+  sequences at every position, so their sampling noise depends on an unmeasured sequence effect
+  and no correction from norms alone is right (it went negative on real models).
 - ``early_tail``: distance between the centroid of the first ``early_positions`` positions and the
   centroid of the rest, in units of the rest's spread sqrt(E||x - centroid||^2).
 - ``position_silhouette``: silhouette of ``position_bins`` equal-width position bins over the
   sampled vectors (positions from ``sample_index``) in the top ``pca_components`` PCs.
 
 Per-layer values for each; aggregates are medians over ``layers``. Applies to any model; it is
-meant for rotary ones, where no position table exists to inspect. SmolLM2-135M, 16 x 256 corpus
-tokens: share 0.00-0.02 per block trained vs <= 0 random; raw (uncorrected) 0.06-0.084 vs 0.053-0.069.
+meant for rotary ones, where no position table exists to inspect. Measured on SmolLM2-135M
+(16 x 256 corpus tokens, 4096 samples, 8 bins) the random-init twin has *more* position structure
+than the trained model (share 0.046 vs 0.008, early tail 0.74 vs 0.35): with near-uniform
+attention a random block mixes in the mean of the prefix, whose spread shrinks as 1/t.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class Params(PropertyParams):
 
     skip_first: int = Field(1, ge=0, description="positions below this are left out (the BOS / first token)")
     early_positions: int = Field(8, ge=1, le=512, description="positions that make the early tail")
-    position_bins: int = Field(4, ge=2, le=32, description="equal-width position bins for the silhouette")
+    position_bins: int = Field(8, ge=2, le=32, description="equal-width position bins for the variance share and silhouette")
     pca_components: int = Field(2, ge=1, le=64, description="PCs the silhouette is computed in")
     max_points: int = Field(2000, ge=50, le=20_000, description="samples used for the silhouette (seeded subsample)")
 
@@ -56,22 +60,26 @@ def applies(acts: Activations) -> str | None:
     return None
 
 
-def _share_and_tail(stats, params: Params, n_seq: int) -> tuple[float, float] | None:
-    first = params.skip_first
-    means = stats.position_mean[first:]
-    squared = (stats.norms[:, first:].astype(np.float64) ** 2).mean(axis=0)
-    mu = means.mean(axis=0)
-    total = float(squared.mean() - mu @ mu)
-    if total <= 0:
-        return None
-    between = float(((means - mu) ** 2).sum(axis=1).mean())
-    share = (between - total / n_seq) / (1 - 1 / n_seq)
+def _tail(stats, params: Params) -> float | None:
+    """Distance of the early positions' centroid from the rest's, in units of the rest's spread."""
+    means = stats.position_mean[params.skip_first :]
+    squared = (stats.norms[:, params.skip_first :].astype(np.float64) ** 2).mean(axis=0)
     early, rest = means[: params.early_positions], means[params.early_positions :]
     rest_centroid = rest.mean(axis=0)
     spread = float(squared[params.early_positions :].mean() - rest_centroid @ rest_centroid)
     if spread <= 0:
         return None
-    return share / total, float(np.linalg.norm(early.mean(axis=0) - rest_centroid) / np.sqrt(spread))
+    return float(np.linalg.norm(early.mean(axis=0) - rest_centroid) / np.sqrt(spread))
+
+
+def _omega_squared(x: np.ndarray, bins: np.ndarray) -> float:
+    """Unbiased share of variance explained by the bin labels (one-way ANOVA, summed over dimensions)."""
+    centred = x - x.mean(axis=0)
+    total = float((centred**2).sum())
+    labels = np.unique(bins)
+    between = float(sum((bins == b).sum() * (centred[bins == b].mean(axis=0) ** 2).sum() for b in labels))
+    within_mean_square = (total - between) / (len(x) - len(labels))
+    return (between - (len(labels) - 1) * within_mean_square) / (total + within_mean_square)
 
 
 def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
@@ -85,7 +93,7 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
     reason = reason or nonfinite_reason(acts, sites)
     usable = acts.length - params.skip_first
     if reason is None and acts.n_sequences < 2:
-        reason = "needs at least 2 sequences to tell position structure from sampling noise"
+        reason = "needs at least 2 sequences to tell position structure from sequence structure"
     if reason is None and usable < params.early_positions + 2:
         reason = f"needs more than {params.early_positions + 1} positions from position {params.skip_first}; got {max(usable, 0)}"
     if reason:
@@ -103,11 +111,12 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
     coords = None
     for b in layers:
         stats = acts.sites[Site(b, Point.RESID_POST)]
-        found = _share_and_tail(stats, params, acts.n_sequences)
+        found = _tail(stats, params)
         x = stats.samples[rows].astype(np.float64)
         if found is None or np.ptp(x, axis=0).max() == 0:
             return invalid(NAME, f"resid_post at block {b} is constant (zero variance)", layers, params)
-        share[b], tail[b] = found
+        tail[b] = found
+        share[b] = _omega_squared(x, bins)
         z = _pca(min(params.pca_components, *x.shape), x.shape).fit_transform(x)
         silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
         if b == layers[len(layers) // 2]:
@@ -117,7 +126,7 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
         return float(np.median(list(values.values())))
 
     metrics = [
-        Metric("position_variance_share", "share of variance explained by position (noise-corrected)", median(share), share),
+        Metric("position_variance_share", f"share of variance explained by {params.position_bins} position bins (omega squared)", median(share), share),
         Metric("early_tail", f"distance of the first {params.early_positions} positions' centroid from the rest, in spreads", median(tail), tail),
         Metric("position_silhouette", f"silhouette of {params.position_bins} position bins in the top {params.pca_components} PCs", median(silhouette), silhouette),
     ]
