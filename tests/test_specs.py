@@ -1,0 +1,73 @@
+"""The shipped specs: they load, the GPT-2 spec's helix checks see a planted helix, and the LLaMA
+spec passes on the packaged SmolLM2 and fails on its random-init twin."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geomcheck import models
+from geomcheck.runner import GeomSession
+from geomcheck.spec import load_spec, load_specs
+from tiny import save_tiny
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+def test_shipped_specs_load():
+    names = {spec.name: spec for spec in load_specs([SPECS])}
+    assert set(names) == {"gpt2", "llama"}
+    assert all(check.reason for spec in names.values() for check in spec.checks), "every check cites its evidence"
+
+
+def outcomes(session: GeomSession, spec, ref: str, prefix: str = "") -> dict[str, str]:
+    return {check.id: session.run_check(spec, check, ref).outcome.status for check in spec.checks if check.id.startswith(prefix)}
+
+
+def plant_helix(loaded: models.LoadedModel, cycles: float = 1.5, seed: int = 0) -> None:
+    """Write a noisy helix into the learned position table: (cos, sin) pairs at a few frequencies."""
+    wpe = loaded.base.wpe.weight
+    n, width = wpe.shape
+    t = np.arange(n) / n
+    rng = np.random.default_rng(seed)
+    table = 0.02 * rng.standard_normal((n, width))
+    for pair, (harmonic, scale) in enumerate(zip((1, 2, 3), (1.0, 0.6, 0.4))):
+        table[:, 2 * pair] += scale * np.cos(2 * np.pi * harmonic * cycles * t)
+        table[:, 2 * pair + 1] += scale * np.sin(2 * np.pi * harmonic * cycles * t)
+    with torch.no_grad():
+        wpe.copy_(torch.from_numpy(table).float())
+
+
+@pytest.fixture(scope="module")
+def gpt2_1024(tmp_path_factory) -> str:
+    return str(save_tiny(tmp_path_factory.mktemp("gpt2-1024") / "gpt2", "gpt2", n_positions=1024))
+
+
+def test_gpt2_spec_sees_a_planted_helix_and_not_a_random_table(gpt2_1024):
+    spec = load_spec(SPECS / "gpt2.yaml")
+    session = GeomSession()
+    random_table = outcomes(session, spec, gpt2_1024, "positional_helix")
+    planted = models.load(gpt2_1024)
+    plant_helix(planted)
+    session.add_model("planted", planted)
+    helix = outcomes(session, spec, "planted", "positional_helix")
+    assert helix == {"positional_helix": "passed", "positional_helix_period": "passed"}
+    assert random_table["positional_helix"] == "failed"
+
+
+def test_gpt2_spec_skips_on_llama_models(tiny_dirs):
+    spec = load_spec(SPECS / "gpt2.yaml")
+    assert set(outcomes(GeomSession(), spec, str(tiny_dirs["llama"])).values()) == {"skipped"}
+
+
+@pytest.mark.real_model
+def test_llama_spec_passes_on_smollm2_and_fails_on_its_random_twin(smollm2):
+    spec = load_spec(SPECS / "llama.yaml")
+    session = GeomSession()
+    session.add_model("smollm2-135m", smollm2)
+    trained = outcomes(session, spec, "smollm2-135m")
+    assert set(trained.values()) == {"passed"}, trained
+    twin = outcomes(session, spec, "random:smollm2-135m")
+    for check in ("attn_mlp_separation", "massive_first_position", "sequence_structure", "norm_growth", "repeated_token_convergence"):
+        assert twin[check] == "failed", (check, twin)
