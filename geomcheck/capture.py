@@ -89,19 +89,19 @@ class _Reducer:
             self.stats.nonfinite += int((~torch.isfinite(x)).sum())
             x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
             norms = torch.linalg.vector_norm(x, dim=-1)
-        self.stats.norms[self.rows] = norms.numpy()
+        self.stats.norms[self.rows] = norms.cpu().numpy()
         # max |x| as max(amax, -amin): two reductions, no temporary the size of x.
         peak = torch.maximum(x.amax(dim=(0, 2)), x.amin(dim=(0, 2)).neg())
-        np.maximum(self.stats.max_abs, peak.numpy(), out=self.stats.max_abs)
+        np.maximum(self.stats.max_abs, peak.cpu().numpy(), out=self.stats.max_abs)
         if self.stats.position_sum is not None:
-            self.stats.position_sum += x.sum(dim=0, dtype=torch.float64).numpy()
+            self.stats.position_sum += x.sum(dim=0, dtype=torch.float64).cpu().numpy()
         if self.stats.samples is not None:
             in_batch = (self.index[:, 0] >= self.rows.start) & (self.index[:, 0] < self.rows.stop)
             where = np.flatnonzero(in_batch)
             if len(where):
                 seq = torch.from_numpy(self.index[where, 0] - self.rows.start)
                 pos = torch.from_numpy(self.index[where, 1])
-                self.stats.samples[where] = x[seq, pos].numpy()
+                self.stats.samples[where] = x[seq.to(x.device), pos.to(x.device)].cpu().numpy()
 
 
 class _Verifier:
@@ -152,7 +152,7 @@ class _Verifier:
 def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
     """RMS(a - b) / RMS(b), in float32: exact-sum reconstructions give 0, real bugs give >> 1e-5."""
     scale = float(torch.linalg.vector_norm(b.float())) or 1.0
-    return float(torch.linalg.vector_norm(a.float() - b.float())) / scale
+    return float(torch.linalg.vector_norm(a.float().to(b.device) - b.float())) / scale
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -186,7 +186,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
     dtype = next(loaded.model.parameters()).dtype
     verifier = _Verifier(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
     handles = _install_hooks(loaded, reducers, verifier)
-    device = next(loaded.model.parameters()).device
+    device = loaded.input_device  # the embedding's device: the first shard of a dispatched model
     ids = torch.from_numpy(batch.ids)
     try:
         starts = range(0, n_seq, plan.batch_size)

@@ -1,4 +1,4 @@
-"""The ``geomcheck`` command: list models and sites, summarise a capture, print the spec schema, run specs."""
+"""The ``geomcheck`` command: list models and sites, summarise a capture, print the spec schema, run specs, compare two checkpoints."""
 
 from __future__ import annotations
 
@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline-dir", default="baselines", help="where baselines live (default: baselines/)")
     run.add_argument("--no-baseline", action="store_true", help="fixed expectations only; no baselines read or written")
     _add_model_options(run)
+
+    compare = commands.add_parser("compare", help="measure two checkpoints on identical inputs; exit 1 when a check flips from passed to failed")
+    compare.add_argument("ref_a", metavar="REF_A", help="the reference checkpoint (e.g. the last released one)")
+    compare.add_argument("ref_b", metavar="REF_B", help="the candidate checkpoint")
+    compare.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
+    compare.add_argument("--report", default=None, help="HTML report path (default reports/compare-<A>-vs-<B>.html)")
+    compare.add_argument("--no-report", action="store_true")
+    compare.add_argument("--token-budget", type=int, default=None)
+    _add_model_options(compare)
     return parser
 
 
@@ -176,7 +185,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_cli(options)
 
 
-COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import CompareOptions, run_compare
+
+    options = CompareOptions(
+        ref_a=args.ref_a,
+        ref_b=args.ref_b,
+        specs=tuple(args.specs or ["specs"]),
+        report=args.report,
+        write_report=not args.no_report,
+        load=_load_options(args),
+        token_budget=args.token_budget,
+    )
+    return run_compare(options)
+
+
+COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run, "compare": cmd_compare}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,7 @@ from .errors import ModelLoadError
 RANDOM_PREFIX = "random:"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 RefKind = Literal["packaged", "hub", "directory", "gguf"]
+AUTO_DEVICE = "auto"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -143,6 +144,11 @@ class LoadedModel:
         return self.model.base_model
 
     @property
+    def input_device(self) -> torch.device:
+        """Where token ids go: the device of the input embedding, which is the first shard of a dispatched model."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
     def n_blocks(self) -> int:
         return len(self.table.block_modules(self.base))
 
@@ -203,19 +209,47 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
     tokenizer = _load_tokenizer(ref, directory, options)
     config = AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
     table = table_for(config.model_type)
+    if options.device == AUTO_DEVICE:
+        kwargs["device_map"] = AUTO_DEVICE
     try:
         if ref.random_init:
             torch.manual_seed(options.seed)
             model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[options.dtype])
             source = f"random init (seed {options.seed}) of the config of {source}"
+            if options.device == AUTO_DEVICE:
+                model = _dispatch(model)
         else:
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[options.dtype], **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(ref.text, f"loading weights from {directory} failed ({_first_line(exc)})", "check the checkpoint files") from exc
     model.eval()
-    if options.device not in ("cpu", "auto"):
+    if options.device not in ("cpu", AUTO_DEVICE):
         model.to(options.device)
-    return LoadedModel(ref, model, tokenizer, table, source, time.perf_counter() - started, options.seed)
+    loaded = LoadedModel(ref, model, tokenizer, table, source, time.perf_counter() - started, options.seed)
+    if options.device == AUTO_DEVICE:
+        if not getattr(model, "hf_device_map", None):
+            # transformers 5 records no map when everything landed on one device; say which one.
+            model.hf_device_map = {"": str(next(model.parameters()).device)}
+        loaded.notes.append(f"device_map auto: {placement_summary(model)}")
+    return loaded
+
+
+def _dispatch(model: nn.Module) -> nn.Module:
+    """Shard a model built in CPU memory across the available devices, as ``device_map="auto"`` would."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    device_map = infer_auto_device_map(model, no_split_module_classes=list(getattr(model, "_no_split_modules", None) or []))
+    return dispatch_model(model, device_map=device_map)
+
+
+def placement_summary(model: nn.Module) -> str:
+    """Which devices hold how many top-level modules of a dispatched model, e.g. ``cuda:0 (15), cuda:1 (17)``."""
+    device_map = getattr(model, "hf_device_map", None) or {}
+    counts: dict[str, int] = {}
+    for device in device_map.values():
+        name = f"cuda:{device}" if isinstance(device, int) else str(device)
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name} ({count} module{'s' if count != 1 else ''})" for name, count in counts.items()) or "no device map"
 
 
 def _local_directory(ref: ModelRef, options: LoadOptions) -> tuple[str, str]:

@@ -1,0 +1,240 @@
+"""``geomcheck compare``: two checkpoints measured on identical inputs, check by check, gated on regressions.
+
+Both models run in one GeomSession, so every check reads the same InputSpec for A and B (and, when
+the tokenizers agree, the same token ids). A check *regresses* when it passes on A and fails on B;
+every check is gated, so one regression makes the exit code 1. Values that moved beyond the check's
+``tolerance`` (A read as B's baseline) are reported but do not gate.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from . import baseline
+from .errors import GeomcheckError
+from .expect import format_value
+from .inputs import DEFAULT_TOKEN_BUDGET, InputSpec
+from .models import LoadOptions, resolve
+from .runner import CheckResult, GeomSession
+from .spec import Check, Spec
+
+Change = Literal["regressed", "fixed", "unchanged", "changed"]
+EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 3
+DEFAULT_DIRECTORY = Path("reports")
+
+
+@dataclass(frozen=True)
+class CheckComparison:
+    """One check on A and on B. ``drift`` lists B's values outside A's within the check's tolerance."""
+
+    spec: Spec
+    check: Check
+    a: CheckResult
+    b: CheckResult
+    drift: tuple[str, ...]
+
+    @property
+    def change(self) -> Change:
+        before, after = self.a.outcome.status, self.b.outcome.status
+        if before == "passed" and after == "failed":
+            return "regressed"
+        if before == "failed" and after == "passed":
+            return "fixed"
+        return "unchanged" if before == after else "changed"
+
+    @property
+    def gated(self) -> bool:
+        """Whether this check blocks B: it passed on A and fails on B."""
+        return self.change == "regressed"
+
+    @property
+    def values(self) -> tuple[float | None, float | None]:
+        return checked_value(self.a), checked_value(self.b)
+
+    @property
+    def delta(self) -> float | None:
+        """B - A of the checked metric's aggregate (or mean over blocks when it has none)."""
+        a, b = self.values
+        return b - a if a is not None and b is not None and math.isfinite(a) and math.isfinite(b) else None
+
+    @property
+    def largest_block_delta(self) -> tuple[int, float] | None:
+        """The block where the checked metric moved most, and by how much (B - A)."""
+        a, b = per_layer(self.a), per_layer(self.b)
+        shared = [(layer, b[layer] - a[layer]) for layer in a.keys() & b.keys() if math.isfinite(b[layer] - a[layer])]
+        return max(shared, key=lambda item: abs(item[1])) if shared else None
+
+
+@dataclass(frozen=True)
+class InputComparison:
+    """One input set and whether A and B read the same token ids from it."""
+
+    spec: InputSpec
+    description: str
+    shape: tuple[int, int]
+    same_tokens: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every check of every spec on A and B."""
+
+    ref_a: str
+    ref_b: str
+    rows: tuple[CheckComparison, ...]
+    inputs: tuple[InputComparison, ...] = ()
+
+    @property
+    def regressions(self) -> tuple[CheckComparison, ...]:
+        return tuple(row for row in self.rows if row.gated)
+
+    @property
+    def errors(self) -> tuple[CheckComparison, ...]:
+        return tuple(row for row in self.rows if "error" in (row.a.outcome.status, row.b.outcome.status))
+
+    def count(self, change: Change) -> int:
+        return sum(row.change == change for row in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when a check could not be evaluated, else 1 when one regressed, else 0."""
+        if self.errors:
+            return EXIT_ERROR
+        return EXIT_REGRESSED if self.regressions else EXIT_OK
+
+
+def checked_value(result: CheckResult) -> float | None:
+    """The aggregate of the metric a check constrains; the mean over blocks when it has only per-block values."""
+    metric = result.measurement.metrics.get(result.check.metric) if result.measurement is not None else None
+    if metric is None:
+        return None
+    if metric.aggregate is not None:
+        return float(metric.aggregate)
+    values = [float(v) for v in metric.per_layer.values() if math.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def per_layer(result: CheckResult) -> dict[int, float]:
+    metric = result.measurement.metrics.get(result.check.metric) if result.measurement is not None else None
+    return {int(layer): float(value) for layer, value in sorted(metric.per_layer.items())} if metric is not None else {}
+
+
+def _drift(a: CheckResult, b: CheckResult) -> tuple[str, ...]:
+    if a.measurement is None or b.measurement is None:
+        return ()
+    tolerance = a.check.tolerance
+    band = baseline.ToleranceBand(**tolerance.model_dump()) if tolerance is not None else baseline.ToleranceBand()
+    return tuple(baseline.drift(baseline.snapshot(a.measurement), b.measurement, band))
+
+
+def compare(session: GeomSession, specs: Sequence[Spec], ref_a: str, ref_b: str) -> Comparison:
+    """Run every check of ``specs`` on A, then on B, in ``session``; raises GeomcheckError on load or input faults."""
+    runs = {ref: [session.run_check(spec, check, ref) for spec in specs for check in spec.checks] for ref in dict.fromkeys((ref_a, ref_b))}
+    rows = tuple(CheckComparison(a.spec, a.check, a, b, _drift(a, b)) for a, b in zip(runs[ref_a], runs[ref_b]))
+    captures = session.captures()
+    inputs = []
+    for input_spec in dict.fromkeys(session.inputs_for(spec, check) for spec in specs for check in spec.checks):
+        first, second = captures.get((ref_a, input_spec)), captures.get((ref_b, input_spec))
+        if first is None or second is None:
+            continue
+        same = first.batch.ids.shape == second.batch.ids.shape and bool(np.array_equal(first.batch.ids, second.batch.ids))
+        inputs.append(InputComparison(input_spec, first.batch.description, tuple(first.batch.ids.shape), same))
+    return Comparison(ref_a, ref_b, rows, tuple(inputs))
+
+
+def _value(value: float | None, check: Check) -> str:
+    return "—" if value is None else format_value(value, check.expect)
+
+
+def summary_table(comparison: Comparison) -> str:
+    """The plain-text table ``geomcheck compare`` prints: one line per check, then the gate's verdict."""
+    header = ("check", "metric", f"A: {comparison.ref_a}", f"B: {comparison.ref_b}", "B - A", "beyond tol.", "change")
+    lines = []
+    for row in comparison.rows:
+        a, b = row.values
+        lines.append((
+            row.check.id,
+            row.check.metric,
+            f"{row.a.outcome.status} {_value(a, row.check)}",
+            f"{row.b.outcome.status} {_value(b, row.check)}",
+            "—" if row.delta is None else f"{row.delta:+.4g}",
+            str(len(row.drift)) if row.drift else "",
+            row.change.upper() if row.change == "regressed" else row.change,
+        ))
+    widths = [max(len(cells[i]) for cells in (header, *lines)) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in (header, *lines)]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    moved = sum(bool(row.drift) for row in comparison.rows)
+    text.append("")
+    text.append(f"{len(comparison.rows)} checks: {comparison.count('regressed')} regressed, {comparison.count('fixed')} fixed, "
+                f"{comparison.count('unchanged')} unchanged, {comparison.count('changed')} changed otherwise; "
+                f"{moved} moved beyond their tolerance")
+    for item in comparison.inputs:
+        if not item.same_tokens:
+            text.append(f"note: A and B tokenised {item.description} differently; same inputs, different token ids")
+    if comparison.errors:
+        text.append(f"gate: ERROR, {len(comparison.errors)} check(s) could not be evaluated: "
+                    + ", ".join(row.check.id for row in comparison.errors))
+    elif comparison.regressions:
+        text.append(f"gate: FAILED, {len(comparison.regressions)} check(s) passed on A and fail on B: "
+                    + ", ".join(row.check.id for row in comparison.regressions))
+    else:
+        text.append("gate: passed, no check flipped from passed to failed")
+    return "\n".join(text)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    ref_a: str
+    ref_b: str
+    specs: tuple[str, ...] = ("specs",)
+    report: str | None = None
+    write_report: bool = True
+    load: LoadOptions = field(default_factory=LoadOptions)
+    token_budget: int | None = None
+
+
+def default_report_path(ref_a: str, ref_b: str) -> Path:
+    """``reports/compare-<A key>-vs-<B key>.html``."""
+    return DEFAULT_DIRECTORY / f"compare-{_key(ref_a)}-vs-{_key(ref_b)}.html"
+
+
+def _key(ref: str) -> str:
+    try:
+        return resolve(ref).key
+    except GeomcheckError:
+        return "".join(c if c.isalnum() or c in "-_." else "-" for c in ref)
+
+
+def run_compare(options: CompareOptions) -> int:
+    """``geomcheck compare``: exit 0 nothing regressed, 1 a check flipped from passed to failed, 3 an error."""
+    from .spec import load_specs
+
+    try:
+        specs = load_specs([Path(p) for p in options.specs])
+        session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, baselines=None)
+        comparison = compare(session, specs, options.ref_a, options.ref_b)
+    except GeomcheckError as exc:
+        print(f"geomcheck compare: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(summary_table(comparison))
+    for row in comparison.regressions:
+        print(f"\nREGRESSED {row.spec.display_path}::{row.check.id}\n  A: {row.a.outcome.headline}\n  B: {row.b.outcome.headline}")
+    for row in comparison.errors:
+        side = row.a if row.a.outcome.status == "error" else row.b
+        print(f"\nERROR {row.spec.display_path}::{row.check.id}: {side.outcome.headline}", file=sys.stderr)
+    if options.write_report:
+        from .report.compare_html import write_compare_report
+
+        path = Path(options.report) if options.report else default_report_path(options.ref_a, options.ref_b)
+        if path.is_dir() or str(options.report or "").endswith(("/", "\\")):
+            path = path / default_report_path(options.ref_a, options.ref_b).name
+        print(f"report: {write_compare_report(session, comparison, path)}")
+    return comparison.exit_code

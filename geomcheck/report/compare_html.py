@@ -1,0 +1,192 @@
+"""Renders the self-contained side-by-side page of ``geomcheck compare``: A and B per check, deltas, flips.
+
+It reuses the single-model report's machinery: jinja2 autoescape for every string, ``script_json``
+for plot data inside <script> elements, one inlined copy of plotly.js, and model-supplied text
+HTML-escaped before plotly sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import plotly.graph_objects as go
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from ..compare import CheckComparison, Comparison, per_layer
+from ..expect import format_value
+from ..models import LoadedModel
+from ..runner import GeomSession
+from . import write_atomically
+from .figures import FAIL_COLOUR, PASS_COLOUR, Figure, _f32, _figure
+from .html import PLOT_CONFIG, FigureBlock, _environment, _Figures, _plain, _versions, script_json
+
+A_COLOUR, B_COLOUR = "#1f77b4", "#ff7f0e"
+MAX_DRIFT_LINES = 12
+
+
+@dataclass(frozen=True)
+class ModelColumn:
+    label: str
+    reference: str
+    source: str
+    facts: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Side:
+    status: str
+    value: str
+    headline: str
+    details: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    anchor: str
+    spec: str
+    check_id: str
+    property: str
+    metric: str
+    expected: str
+    location: str
+    a: Side
+    b: Side
+    delta: str
+    block_delta: str
+    drift: tuple[str, ...]
+    drift_count: int
+    change: str
+    figure: FigureBlock | None
+
+
+def render_compare(session: GeomSession, comparison: Comparison) -> str:
+    """The full HTML text of one comparison."""
+    models = session.models()
+    figures = _Figures()
+    columns = [_column("A", comparison.ref_a, models.get(comparison.ref_a)), _column("B", comparison.ref_b, models.get(comparison.ref_b))]
+    rows = [_row(index, row, comparison, figures) for index, row in enumerate(comparison.rows)]
+    code = comparison.exit_code
+    context = {
+        "title": f"geomcheck compare: {comparison.ref_a} vs {comparison.ref_b}",
+        "ref_a": comparison.ref_a,
+        "ref_b": comparison.ref_b,
+        "specs": list(dict.fromkeys(row.spec.display_path for row in comparison.rows)),
+        "columns": columns,
+        "facts": _facts(columns),
+        "inputs": list(comparison.inputs),
+        "rows": rows,
+        "counts": {change: comparison.count(change) for change in ("regressed", "fixed", "unchanged", "changed")},
+        "moved": sum(bool(row.drift) for row in comparison.rows),
+        "verdict": {0: "passed", 1: "failed", 3: "error"}[code],
+        "regressed": [row.check.id for row in comparison.regressions],
+        "versions": _versions(),
+        "generated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "template_json": script_json(figures.template or {}),
+        "config_json": script_json(PLOT_CONFIG),
+        "plotly_js": Markup(get_plotlyjs()),
+    }
+    return _environment().get_template("compare.html.j2").render(**context)
+
+
+def write_compare_report(session: GeomSession, comparison: Comparison, path: Path) -> Path:
+    write_atomically(path, render_compare(session, comparison))
+    return path
+
+
+def _column(label: str, reference: str, loaded: LoadedModel | None) -> ModelColumn:
+    if loaded is None:
+        return ModelColumn(label, reference, "not loaded", ())
+    facts = [(key, _plain(value)) for key, value in loaded.config_summary().items()]
+    facts.append(("load time", f"{loaded.load_seconds:.1f} s"))
+    facts += [("note", note) for note in loaded.notes]
+    return ModelColumn(label, reference, loaded.source, tuple(facts))
+
+
+def _facts(columns: list[ModelColumn]) -> list[tuple[str, str, str]]:
+    """(key, A's value, B's value) rows, keys in first-seen order; a key only one side has shows blank on the other."""
+    first, second = (dict(column.facts) for column in columns)
+    notes = [(f"note ({column.label})", note) for column in columns for key, note in column.facts if key == "note"]
+    keys = [key for key in dict.fromkeys([*first, *second]) if key != "note"]
+    return [(key, first.get(key, ""), second.get(key, "")) for key in keys] + [
+        (key, note if key.endswith("(A)") else "", note if key.endswith("(B)") else "") for key, note in notes]
+
+
+def _side(result, value: float | None) -> Side:
+    outcome = result.outcome
+    shown = "—" if value is None else format_value(value, result.check.expect)
+    return Side(outcome.status, shown, outcome.headline, tuple(outcome.details))
+
+
+def _row(index: int, row: CheckComparison, comparison: Comparison, figures: _Figures) -> Row:
+    a, b = row.values
+    largest = row.largest_block_delta
+    figure = _overlay(row, comparison)
+    return Row(
+        anchor=f"check-{index}",
+        spec=row.spec.display_path,
+        check_id=row.check.id,
+        property=row.check.property,
+        metric=f"{row.check.metric} ({row.check.expect.on})",
+        expected=row.check.expect.condition(),
+        location=row.check.location,
+        a=_side(row.a, a),
+        b=_side(row.b, b),
+        delta="—" if row.delta is None else f"{row.delta:+.4g}",
+        block_delta="" if largest is None else f"largest at block {largest[0]}: {largest[1]:+.4g}",
+        drift=row.drift[:MAX_DRIFT_LINES] + (("...",) if len(row.drift) > MAX_DRIFT_LINES else ()),
+        drift_count=len(row.drift),
+        change=row.change,
+        figure=figures.add(figure) if figure is not None else None,
+    )
+
+
+def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
+    """The checked metric by block for A and B on one plot (bars when it has only an aggregate), pass band shaded."""
+    expect = row.check.expect
+    curves = {"A": per_layer(row.a), "B": per_layer(row.b)}
+    values = [v for curve in curves.values() for v in curve.values() if math.isfinite(v)]
+    aggregates = dict(zip("AB", row.values))
+    values += [v for v in aggregates.values() if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    names = {"A": f"A: {html.escape(comparison.ref_a)}", "B": f"B: {html.escape(comparison.ref_b)}"}
+    colours = {"A": A_COLOUR, "B": B_COLOUR}
+    by_block = any(curves.values())
+    title = f"{row.check.id}: {row.check.metric}{' by block' if by_block else ''}, A vs B"
+    fig = _figure(title, "block" if by_block else "", row.check.metric, height=380)
+    bounds = [bound for bound in (expect.lower, expect.upper) if bound is not None]
+    low, high = min(values + bounds), max(values + bounds)
+    pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
+    band = (expect.lower if expect.lower is not None else low - pad, expect.upper if expect.upper is not None else high + pad)
+    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below")
+    for bound in bounds:
+        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1})
+    if by_block:
+        for side, curve in curves.items():
+            if curve:
+                failing = set(getattr(row, side.lower()).outcome.failing_layers) if expect.on == "per_layer" else set()
+                markers = [FAIL_COLOUR if layer in failing else colours[side] for layer in curve]
+                fig.add_trace(go.Scatter(x=list(curve), y=_f32(list(curve.values())), mode="lines+markers", name=names[side],
+                                         line={"color": colours[side]}, marker={"color": markers, "size": 7}))
+        if expect.on == "aggregate":
+            for side, value in aggregates.items():
+                if value is not None and math.isfinite(value):
+                    fig.add_hline(y=value, line={"color": colours[side], "dash": "dot", "width": 2})
+    else:
+        shown = {side: value for side, value in aggregates.items() if value is not None and math.isfinite(value)}
+        fig.add_trace(go.Bar(x=[names[side] for side in shown], y=_f32(list(shown.values())), marker_color=[colours[side] for side in shown],
+                             width=[0.4] * len(shown), showlegend=False))
+    fig.update_yaxes(range=[band[0] - pad, band[1] + pad] if len(bounds) == 2 else [low - pad, high + pad])
+    caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}). "
+               + ("Dotted lines: each model's aggregate. " if by_block and expect.on == "aggregate" else "")
+               + ("Red markers: blocks outside the band. " if by_block and expect.on == "per_layer" else "")
+               + f"Change: {row.change}.")
+    return Figure(f"compare-{row.check.id}", title, caption, fig)
+
+
+__all__ = ["render_compare", "write_compare_report"]
