@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,11 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
 
     ref = resolve(ref) if isinstance(ref, str) else ref
     options = options or LoadOptions()
+    if not sys.stderr.isatty():
+        # Per-tensor loading bars are noise in CI logs and pytest output; geomcheck prints its own progress.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if options.dtype not in DTYPES:
         raise ModelLoadError(ref.text, f"unknown dtype {options.dtype!r}", f"use one of: {', '.join(DTYPES)}")
     started = time.perf_counter()
