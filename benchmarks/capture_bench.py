@@ -96,20 +96,26 @@ def run_geomcheck(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: 
 
 def run_naive(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int) -> None:
     """Every site of every token kept in fp32 and concatenated at the end."""
-    kept: dict[str, list[torch.Tensor]] = {}
-    handles = []
-    for name, module in lm.base.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf in {"input_layernorm", "post_attention_layernorm", "self_attn", "mlp", "ln_1", "ln_2", "attn"} or name.count(".") == 1 and name.split(".")[0] in {"layers", "h"}:
-            def hook(module, args, output, name=name):
-                tensor = output[0] if isinstance(output, tuple) else output
-                kept.setdefault(name, []).append(tensor.detach().float().clone())
-            handles.append(module.register_forward_hook(hook))
+    table = lm.table
+    modules = []
+    for block in table.block_modules(lm.base):
+        modules += [table.resolve(block, path) for path in (table.norm_attn, table.attn, table.norm_mlp, table.mlp)]
+        modules.append(block)
+    kept: list[list[torch.Tensor]] = [[] for _ in modules]
+
+    def keeper(slot: list[torch.Tensor]):
+        def hook(module, args, output) -> None:
+            tensor = output[0] if isinstance(output, tuple) else output
+            slot.append(tensor.detach().float().clone())
+
+        return hook
+
+    handles = [module.register_forward_hook(keeper(slot)) for module, slot in zip(modules, kept)]
     try:
         run_floor(lm, batch, batch_size)
-        stacked = {name: torch.cat(parts) for name, parts in kept.items()}
-        del kept
-        assert stacked
+        stacked = [torch.cat(parts) for parts in kept]
+        kept.clear()
+        assert len(stacked) == len(modules)
     finally:
         for handle in handles:
             handle.remove()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.model_selection import GroupKFold, cross_val_score
@@ -37,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 
 from ..activations import Activations
 from ..sites import Point, Site
-from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+from .base import deterministic_pca, Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
 
 NAME = "attn_mlp_separation"
 ATTN, MLP = 0, 1
@@ -52,14 +51,6 @@ class Params(PropertyParams):
     skip_first: int = Field(1, ge=0, description="drop tokens at positions below this (the BOS / first token)")
     max_points: int = Field(8000, ge=100, le=100_000, description="pooled points kept (seeded subsample)")
     folds: int = Field(4, ge=2, le=10, description="GroupKFold folds, grouped by sequence")
-
-
-
-def _pca(components: int, shape: tuple[int, int]) -> PCA:
-    """An exact, deterministic PCA through whichever Gram matrix is smaller; randomized only when both are large."""
-    n, d = shape
-    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
-    return PCA(n_components=components, svd_solver=solver, random_state=0)
 
 
 def applies(acts: Activations) -> str | None:
@@ -101,7 +92,7 @@ def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
 def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
     if len(np.unique(groups)) < folds:
         return float("nan")  # too few sequences among this block's points to hold any out
-    steps = [_pca(min(components, x.shape[1]), x.shape)] if components else []
+    steps = [deterministic_pca(min(components, x.shape[1]), x.shape)] if components else []
     clf = make_pipeline(*steps, LogisticRegression(max_iter=2000))
     scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(n_splits=folds), scoring="balanced_accuracy")
     return float(np.mean(scores))
@@ -136,13 +127,13 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     if np.ptp(x, axis=0).max() == 0:
         return invalid(NAME, "attn_out and mlp_out samples are all identical (constant or zero activations)", layers, params)
     k = params.pca_components
-    pca = _pca(min(k, *x.shape), x.shape).fit(x)
+    pca = deterministic_pca(min(k, *x.shape), x.shape).fit(x)
     z = pca.transform(x)
     per_probe, per_fisher = {}, {}
     for b in layers:
         rows = block == b
         # One label-free PCA per block (not per fold) keeps thirty-block models fast; labels stay held out.
-        zb = _pca(min(k, int(rows.sum()) - 1, x.shape[1]), x[rows].shape).fit_transform(x[rows])
+        zb = deterministic_pca(min(k, int(rows.sum()) - 1, x.shape[1]), x[rows].shape).fit_transform(x[rows])
         per_probe[b] = _probe(zb, y[rows], seq[rows], params.folds, None)
         per_fisher[b] = _fisher(zb, y[rows])
     silhouette_rng = int(rng.integers(2**31))

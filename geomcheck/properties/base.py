@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from sklearn.decomposition import PCA
 
 from ..activations import Activations
 from ..sites import Site
@@ -52,6 +53,17 @@ class Measurement:
 
     def metric(self, name: str) -> Metric:
         return self.metrics[name]
+
+
+def deterministic_pca(components: int, shape: tuple[int, int]) -> PCA:
+    """An exact PCA through whichever Gram matrix is smaller; randomized (seeded) only when both are large.
+
+    Exact solvers make a measurement bit-for-bit repeatable; the randomized one is kept for
+    inputs where an exact decomposition would dominate the run time.
+    """
+    n, d = shape
+    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
+    return PCA(n_components=components, svd_solver=solver, random_state=0)
 
 
 def invalid(name: str, reason: str, layers: Iterable[int], params: PropertyParams) -> Measurement:

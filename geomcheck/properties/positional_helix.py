@@ -23,11 +23,10 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import minimize_scalar
 from scipy.signal import detrend
-from sklearn.decomposition import PCA
 
 from ..activations import Activations
 from ..sites import Point, Site
-from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, nonfinite_reason
+from .base import deterministic_pca, Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, nonfinite_reason
 
 NAME = "positional_helix"
 
@@ -38,14 +37,6 @@ class Params(PropertyParams):
     components: int = Field(3, ge=1, le=16, description="top principal components fitted with sinusoids")
     max_positions: int | None = Field(None, ge=8, description="rows of the position table used (None: all)")
     skip_first: int = Field(1, ge=0, description="positions dropped from the resid_post means (the first-token outlier)")
-
-
-
-def _pca(components: int, shape: tuple[int, int]) -> PCA:
-    """An exact, deterministic PCA through whichever Gram matrix is smaller; randomized only when both are large."""
-    n, d = shape
-    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
-    return PCA(n_components=components, svd_solver=solver, random_state=0)
 
 
 def applies(acts: Activations) -> str | None:
@@ -80,7 +71,7 @@ def _helix(points: np.ndarray, components: int) -> tuple[float, float, list[floa
     if len(points) < 8 or np.ptp(points, axis=0).max() == 0:
         return None
     k = min(components, points.shape[1], len(points) - 1)
-    pca = _pca(k, points.shape)
+    pca = deterministic_pca(k, points.shape)
     coords = pca.fit_transform(points)
     fits = [_fit_sinusoid(coords[:, j]) for j in range(k)]
     total = sum(f[2] for f in fits)

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from ..activations import Activations
 from ..sites import Point, Site
-from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+from .base import deterministic_pca, Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
 
 NAME = "sequence_structure"
 
@@ -46,14 +45,6 @@ class Params(PropertyParams):
     position_bins: int = Field(8, ge=2, le=32, description="equal-width position bins for the variance share and silhouette")
     pca_components: int = Field(2, ge=1, le=64, description="PCs the silhouette is computed in")
     max_points: int = Field(2000, ge=50, le=20_000, description="samples used for the silhouette (seeded subsample)")
-
-
-
-def _pca(components: int, shape: tuple[int, int]) -> PCA:
-    """An exact, deterministic PCA through whichever Gram matrix is smaller; randomized only when both are large."""
-    n, d = shape
-    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
-    return PCA(n_components=components, svd_solver=solver, random_state=0)
 
 
 def applies(acts: Activations) -> str | None:
@@ -117,7 +108,7 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
             return invalid(NAME, f"resid_post at block {b} is constant (zero variance)", layers, params)
         tail[b] = found
         share[b] = _omega_squared(x, bins)
-        z = _pca(min(params.pca_components, *x.shape), x.shape).fit_transform(x)
+        z = deterministic_pca(min(params.pca_components, *x.shape), x.shape).fit_transform(x)
         silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
         if b == layers[len(layers) // 2]:
             coords = z[:, :2]
