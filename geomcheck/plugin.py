@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other projects' runs stay fast
-    from .runner import GeomSession
+    from .runner import GeomSession  # noqa: F401  (named in the StashKey annotation)
 
 SESSION_KEY = pytest.StashKey["GeomSession"]()
 MODELS_KEY = pytest.StashKey[list[str]]()
