@@ -1,23 +1,16 @@
-"""Spec files: YAML read with positions, validated into frozen models, every problem reported at once."""
+"""A spec is validated in full into frozen models when it is collected, before any model loads; its schema lives here."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import enum
 import fnmatch
 import math
 import os
 import re
-import types
-import typing
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import annotated_types
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -46,16 +39,28 @@ from .layers import (
     parse_selector,
     resolve_layers,
 )
+from .spec_problems import (
+    KeyPath,
+    closest,
+    format_key_path,
+    show_number,
+    show_value,
+    translate,
+)
+from .yaml_positions import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES, Located, read_yaml
 
 if TYPE_CHECKING:
     from .properties.base import PropertyDef
 
-Registry = Mapping[str, "PropertyDef"]
-KeyPath = tuple[Union[str, int], ...]
+__all__ = [  # YAML reading and error wording moved out; everything stays importable from here
+    "MAX_DEPTH", "MAX_NODES", "MAX_SEED", "MAX_SEQUENCES", "MAX_SPEC_BYTES", "MAX_TOKENS", "ROOT_MARKERS", "SOURCE_MODES",
+    "SPEC_SUFFIXES", "THRESHOLD_LIMIT", "Aggregation", "AppliesTo", "Check", "CheckDoc", "Expectation", "Family", "Inputs",
+    "KeyPath", "Located", "Registry", "Spec", "SpecDoc", "Tolerance", "display_path", "format_key_path", "json_schema",
+    "load_spec", "load_specs", "parse_spec", "project_root", "read_yaml",
+]
 
-MAX_SPEC_BYTES = 1_000_000
-MAX_NODES = 100_000
-MAX_DEPTH = 64
+Registry = Mapping[str, "PropertyDef"]
+
 THRESHOLD_LIMIT = 1e12
 MAX_SEQUENCES = 1_000_000
 MAX_TOKENS = 1_000_000
@@ -68,197 +73,6 @@ SOURCE_MODES = ("text", "dataset")
 # never imports torch); tests/test_spec.py checks the two agree.
 Family = Literal["gpt2", "llama"]
 Aggregation = Literal["aggregate", "per_layer"]
-
-
-# ---------------------------------------------------------------- YAML with positions
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e5`` as a float, as YAML 1.2 does (PyYAML wants ``1.0e5``)."""
-
-
-_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-_TAG = "tag:yaml.org,2002:"
-_SCALAR_TAGS = {_TAG + name for name in ("null", "bool", "int", "float", "str")}
-_TEXT_TAGS = {_TAG + "timestamp"}  # dates stay the text that was written
-_MAP_TAG, _SEQ_TAG, _MERGE_TAG = _TAG + "map", _TAG + "seq", _TAG + "merge"
-
-
-@dataclass(frozen=True)
-class Located:
-    """Plain YAML data plus the 1-based (line, column) of every key path in it."""
-
-    data: object
-    positions: Mapping[KeyPath, tuple[int, int]]
-    path: str
-
-    def position(self, key_path: KeyPath) -> tuple[int, int]:
-        """Where ``key_path`` was written, or where its nearest written parent was."""
-        for end in range(len(key_path), -1, -1):
-            if key_path[:end] in self.positions:
-                return self.positions[key_path[:end]]
-        return (1, 1)
-
-    def problem(self, key_path: KeyPath, message: str, hint: str | None = None, *, at: KeyPath | None = None) -> SpecProblem:
-        line, column = self.position(key_path if at is None else at)
-        return SpecProblem(self.path, line, column, format_key_path(key_path), message, hint)
-
-
-class _Abort(Exception):
-    def __init__(self, problem: SpecProblem) -> None:
-        self.problem = problem
-
-
-def _tag_message(tag: str) -> str:
-    return f"YAML tag {tag!r} is not allowed; a spec holds plain strings, numbers, booleans, lists and mappings."
-
-
-class _Converter:
-    """Node tree to plain data; refuses non-standard tags and counts nodes as aliases expand."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.positions: dict[KeyPath, tuple[int, int]] = {}
-        self.problems: list[SpecProblem] = []
-        self.count = 0
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def _problem(self, node: yaml.Node, key_path: KeyPath, message: str) -> SpecProblem:
-        mark = node.start_mark
-        return SpecProblem(self.path, mark.line + 1, mark.column + 1, format_key_path(key_path), message)
-
-    def convert(self, node: yaml.Node, key_path: KeyPath, depth: int = 0) -> object:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise _Abort(self._problem(node, key_path, f"the document expands to more than {MAX_NODES:,} values "
-                                                       "(aliases nested inside aliases?); refusing to read it."))
-        if depth > MAX_DEPTH:
-            raise _Abort(self._problem(node, key_path, f"values are nested more than {MAX_DEPTH} levels deep "
-                                                       "(a recursive alias?); refusing to read it."))
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag in _TEXT_TAGS:
-                return node.value
-            if node.tag not in _SCALAR_TAGS:
-                self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
-                return None
-            try:
-                return self.constructor.construct_object(node)
-            except (ValueError, OverflowError):  # e.g. an integer past Python's 4300-digit limit
-                kind = {"int": "an integer", "float": "a number"}.get(node.tag.rsplit(":", 1)[-1], "a value")
-                self.problems.append(self._problem(node, key_path, f"cannot read {node.value[:40]!r} as {kind}."))
-                return None
-        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
-            items = []
-            for index, child in enumerate(node.value):
-                self.positions[key_path + (index,)] = (child.start_mark.line + 1, child.start_mark.column + 1)
-                items.append(self.convert(child, key_path + (index,), depth + 1))
-            return items
-        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
-            return self._mapping(node, key_path, depth)
-        self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
-        return None
-
-    def _mapping(self, node: yaml.MappingNode, key_path: KeyPath, depth: int) -> dict[str, object]:
-        result: dict[str, object] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                for source in sources:
-                    if not isinstance(source, yaml.MappingNode):
-                        message = "a merge key (<<) takes a mapping or a list of mappings."
-                        self.problems.append(self._problem(source, key_path, message))
-                        continue
-                    for key, value in self._mapping(source, key_path, depth + 1).items():
-                        result.setdefault(key, value)
-        explicit: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS | _TEXT_TAGS:
-                self.problems.append(self._problem(key_node, key_path, "keys must be plain words; got a list, mapping or tagged key."))
-                continue
-            key = key_node.value  # the written text: `on:` stays "on", not YAML 1.1's True
-            child_path = key_path + (key,)
-            line = key_node.start_mark.line + 1
-            if key in explicit:
-                message = f"duplicate key {key!r} (first written on line {explicit[key]})."
-                self.problems.append(self._problem(key_node, child_path, message))
-                continue
-            explicit[key] = line
-            self.positions[child_path] = (line, key_node.start_mark.column + 1)
-            result[key] = self.convert(value_node, child_path, depth + 1)
-        return result
-
-
-def read_yaml(text: str | bytes, path: str) -> Located:
-    """Parse one YAML document into plain data with positions; raises SpecError with line numbers."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_SPEC_BYTES:
-            raise _file_error(path, f"is {len(text):,} bytes; a spec may hold at most {MAX_SPEC_BYTES:,}.")
-        try:
-            text = text.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line, column = _line_column(text, exc.start, newline=b"\n")
-            raise _file_error(path, f"is not UTF-8 text (byte {text[exc.start]:#04x}).", line, column) from None
-    if len(text) > MAX_SPEC_BYTES:
-        raise _file_error(path, f"is {len(text):,} characters; a spec may hold at most {MAX_SPEC_BYTES:,}.")
-    try:
-        root = yaml.compose(text, Loader=_SpecLoader)
-    except yaml.YAMLError as exc:
-        raise SpecError([_yaml_problem(exc, text, path)]) from None
-    except RecursionError:
-        raise _file_error(path, "is nested too deeply to read.") from None
-    if root is None:
-        raise _file_error(path, "the file holds no YAML document; a spec needs at least a `checks:` list.")
-    converter = _Converter(path)
-    converter.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
-    try:
-        data = converter.convert(root, ())
-    except _Abort as abort:
-        raise SpecError([abort.problem]) from None
-    except RecursionError:
-        raise _file_error(path, "is nested too deeply to read.") from None
-    if converter.problems:
-        raise SpecError(sorted(converter.problems, key=lambda p: (p.line, p.column)))
-    return Located(data, converter.positions, path)
-
-
-def _file_error(path: str, message: str, line: int = 1, column: int = 1) -> SpecError:
-    return SpecError([SpecProblem(path, line, column, "(file)", message)])
-
-
-def _line_column(text: str | bytes, index: int, newline: str | bytes = "\n") -> tuple[int, int]:
-    head = text[:index]
-    return head.count(newline) + 1, index - (head.rfind(newline) + 1) + 1
-
-
-def _yaml_problem(exc: yaml.YAMLError, text: str, path: str) -> SpecProblem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if isinstance(exc, yaml.MarkedYAMLError):
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
-    else:
-        what = str(exc).splitlines()[0]
-    if mark is not None:
-        line, column = mark.line + 1, mark.column + 1
-    elif isinstance(exc, yaml.reader.ReaderError):
-        line, column = _line_column(text, exc.position)
-        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
-        what = f"character {character!r} is not allowed in YAML"
-    else:
-        line, column = 1, 1
-    return SpecProblem(path, line, column, "(file)", _sentence(f"is not valid YAML: {what or type(exc).__name__}"))
-
-
-def format_key_path(key_path: KeyPath) -> str:
-    """``('checks', 2, 'expect', 'min')`` -> ``checks[2].expect.min``."""
-    text = ""
-    for part in key_path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
 
 
 # ---------------------------------------------------------------- models
@@ -274,7 +88,7 @@ def _custom(message: str, hint: str | None = None) -> PydanticCustomError:
 
 def _pair(value: object) -> object:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise _custom(f"must be [low, high], two numbers; got {_got(value)}")
+        raise _custom(f"must be [low, high], two numbers; got {show_value(value)}")
     return value
 
 
@@ -298,7 +112,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_.\-]+")
 
 def _identifier(value: str) -> str:
     if not _IDENTIFIER.fullmatch(value):
-        raise _custom(f"may hold only letters, digits, '_', '-' and '.'; got {_got(value)}")
+        raise _custom(f"may hold only letters, digits, '_', '-' and '.'; got {show_value(value)}")
     return value
 
 
@@ -386,9 +200,9 @@ class Expectation(_Model):
         if self.between is not None and (self.min is not None or self.max is not None):
             add("between", "give either between or min/max, not both")
         elif self.between is not None and self.between[0] > self.between[1]:
-            add("between", f"low {_number(self.between[0])} is above high {_number(self.between[1])}")
+            add("between", f"low {show_number(self.between[0])} is above high {show_number(self.between[1])}")
         if self.min is not None and self.max is not None and self.min > self.max:
-            add("max", f"must be ≥ min ({_number(self.min)}); got {_number(self.max)}")
+            add("max", f"must be ≥ min ({show_number(self.min)}); got {show_number(self.max)}")
         if self.mostly is not None and self.on != "per_layer":
             add("mostly", "applies only with on: per_layer")
         if errors:
@@ -417,8 +231,8 @@ class Expectation(_Model):
     def condition(self) -> str:
         """``≥ 20``, ``≤ 0.5`` or ``in [0.1, 0.9]``."""
         if self.lower is not None and self.upper is not None:
-            return f"in [{_number(self.lower)}, {_number(self.upper)}]"
-        return f"≥ {_number(self.lower)}" if self.lower is not None else f"≤ {_number(self.upper)}"
+            return f"in [{show_number(self.lower)}, {show_number(self.upper)}]"
+        return f"≥ {show_number(self.lower)}" if self.lower is not None else f"≤ {show_number(self.upper)}"
 
 
 class Tolerance(_Model):
@@ -585,13 +399,13 @@ def _registry(registry: Registry | None) -> Registry:
 def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec:
     data = located.data
     if not isinstance(data, dict):
-        raise SpecError([located.problem((), f"must be a mapping with keys such as name, inputs and checks; got {_got(data)}.")])
+        raise SpecError([located.problem((), f"must be a mapping with keys such as name, inputs and checks; got {show_value(data)}.")])
     problems: list[SpecProblem] = []
     doc: SpecDoc | None = None
     try:
         doc = SpecDoc.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_translate(exc, located, SpecDoc))
+        problems.extend(translate(exc, located, SpecDoc))
     raw_checks = data.get("checks") if isinstance(data.get("checks"), list) else []
     bound = _bind_properties(located, raw_checks, registry, problems)
     _check_ids(located, raw_checks, problems)
@@ -649,13 +463,13 @@ def _bind_properties(
         prop = registry.get(name)
         if prop is None:
             message = f"unknown property {name!r}; known properties: {', '.join(known)}."
-            problems.append(located.problem(("checks", index, "property"), message, _closest(name, known)))
+            problems.append(located.problem(("checks", index, "property"), message, closest(name, known)))
             continue
         expect = raw.get("expect")
         metric = expect.get("metric") if isinstance(expect, dict) else None
         if isinstance(metric, str) and metric not in prop.metrics:
             message = f"{name} has no metric {metric!r}; its metrics: {', '.join(prop.metrics)}."
-            problems.append(located.problem(("checks", index, "expect", "metric"), message, _closest(metric, prop.metrics)))
+            problems.append(located.problem(("checks", index, "expect", "metric"), message, closest(metric, prop.metrics)))
         params = raw.get("params")
         if params is None:
             params = {}
@@ -664,7 +478,7 @@ def _bind_properties(
         try:
             bound[index] = (prop, prop.params.model_validate(params))
         except ValidationError as exc:
-            problems.extend(_translate(exc, located, prop.params, prefix=("checks", index, "params")))
+            problems.extend(translate(exc, located, prop.params, prefix=("checks", index, "params")))
     return bound
 
 
@@ -736,204 +550,16 @@ def _resolve_source(source: str, root: Path) -> tuple[str, str | None]:
         full = (candidate if candidate.is_absolute() else root / candidate).resolve()
         exists = full.exists()
     except (OSError, ValueError) as exc:
-        return "", f"text source {_got(source)} is not a usable path ({exc})."
+        return "", f"text source {show_value(source)} is not a usable path ({exc})."
     if not full.is_relative_to(root):
         return "", (
-            f"text source {_got(source)} resolves to {full}, outside the project root {root}; "
+            f"text source {show_value(source)} resolves to {full}, outside the project root {root}; "
             "keep input files inside the project."
         )
     if not exists:
-        return "", f"text source {_got(source)} does not exist (looked for {full})."
+        return "", f"text source {show_value(source)} does not exist (looked for {full})."
     return str(full), None
 
-
-# ---------------------------------------------------------------- error messages
-
-
-def _translate(error: ValidationError, located: Located, model: type[BaseModel], prefix: KeyPath = ()) -> list[SpecProblem]:
-    problems = []
-    base = _child(located.data, prefix)
-    for err in error.errors(include_url=False):
-        loc = tuple(err["loc"])
-        written, data = list(prefix), base
-        for part in loc:
-            if _child(data, (part,)) is _ABSENT:
-                continue  # pydantic's union-branch and validator labels
-            data = _child(data, (part,))
-            written.append(part)
-        key_path = tuple(written)
-        at = key_path
-        if err["type"] == "missing" and loc and isinstance(loc[-1], str):
-            key_path = key_path + (loc[-1],)
-        message, hint = _message(err, model, key_path[len(prefix):])
-        problems.append(located.problem(key_path, message, hint, at=at))
-    return problems
-
-
-_ABSENT = object()
-
-
-def _child(data: object, key_path: KeyPath) -> object:
-    """The value written at ``key_path`` below ``data``, or _ABSENT."""
-    for part in key_path:
-        if isinstance(data, dict) and isinstance(part, str) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        else:
-            return _ABSENT
-    return data
-
-
-_TYPE_ERRORS = {
-    "int_type", "int_parsing", "int_from_float", "float_type", "float_parsing", "bool_type", "bool_parsing",
-    "string_type", "finite_number", "greater_than", "greater_than_equal", "less_than", "less_than_equal",
-}
-_MAPPING_ERRORS = {"dict_type", "model_type", "model_attributes_type", "dataclass_type"}
-_LIST_ERRORS = {"list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"}
-
-
-def _message(err: Mapping[str, Any], model: type[BaseModel], key_path: KeyPath) -> tuple[str, str | None]:
-    kind, ctx = err["type"], err.get("ctx") or {}
-    got = _got(err.get("input"))
-    if "message" in ctx:
-        return _sentence(str(ctx["message"])), ctx.get("hint")
-    if kind == "missing":
-        return f"required key {key_path[-1]!r} is missing.", None
-    if kind == "extra_forbidden":
-        owner = _annotation_at(model, key_path[:-1])
-        valid = sorted(_model_class(owner[0]).model_fields) if owner and _model_class(owner[0]) else []
-        listing = f"; valid keys: {', '.join(valid)}" if valid else ""
-        return f"unknown key {key_path[-1]!r}{listing}.", _closest(str(key_path[-1]), valid)
-    leaf = _annotation_at(model, key_path)
-    if kind in _TYPE_ERRORS:
-        return f"must be {_expected(leaf, finite=kind == 'finite_number')}; got {got}.", None
-    if kind in ("literal_error", "enum"):
-        choices = _choices(leaf) or re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        listing = ", ".join(repr(c) for c in choices) or ctx.get("expected", "")
-        hint = _closest(err.get("input"), choices) if isinstance(err.get("input"), str) else None
-        return f"must be one of {listing}; got {got}.", hint
-    if kind in _MAPPING_ERRORS:
-        return f"must be a mapping (key: value lines); got {got}.", None
-    if kind in _LIST_ERRORS:
-        return f"must be a list; got {got}.", None
-    if kind == "too_short":
-        return f"must hold at least {ctx.get('min_length')} item(s); got {ctx.get('actual_length', 0)}.", None
-    if kind == "too_long":
-        return f"may hold at most {ctx.get('max_length')} item(s); got {ctx.get('actual_length', 'more')}.", None
-    text = re.sub(r"^(Value error|Assertion failed), ", "", str(err.get("msg", kind)))
-    return _sentence(f"{text[:1].lower()}{text[1:]}; got {got}"), None
-
-
-def _sentence(text: str) -> str:
-    return text if text.endswith((".", "?", "!")) else text + "."
-
-
-def _closest(word: str, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
-def _strip(annotation: Any) -> tuple[Any, list[Any]]:
-    """Remove Annotated and Optional layers, collecting the metadata (constraints) on the way."""
-    metadata: list[Any] = []
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation, *extra = typing.get_args(annotation)
-            for item in extra:
-                metadata.extend(getattr(item, "metadata", None) or [item])
-        elif origin in (Union, types.UnionType):
-            options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-            if len(options) != 1:
-                return annotation, metadata
-            annotation = options[0]
-        else:
-            return annotation, metadata
-
-
-def _model_class(annotation: Any) -> type[BaseModel] | None:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
-def _annotation_at(model: type[BaseModel], key_path: KeyPath) -> tuple[Any, list[Any]] | None:
-    """The (type, constraints) a model declares at ``key_path``, or None when it cannot tell."""
-    current: tuple[Any, list[Any]] = (model, [])
-    for part in key_path:
-        core = current[0]
-        if isinstance(part, str):
-            cls = _model_class(core)
-            if cls is None or part not in cls.model_fields:
-                return None
-            field = cls.model_fields[part]
-            core, metadata = _strip(field.annotation)
-            current = (core, list(field.metadata) + metadata)
-        else:
-            args = typing.get_args(core)
-            if typing.get_origin(core) not in (list, tuple, Sequence) or not args:
-                return None
-            current = _strip(args[0])
-    return current
-
-
-def _expected(leaf: tuple[Any, list[Any]] | None, *, finite: bool = False) -> str:
-    core, metadata = leaf if leaf else (None, [])
-    kinds = {int: "an integer", float: "a finite number" if finite else "a number", bool: "true or false", str: "a string"}
-    kind = kinds.get(core, "a finite number" if finite else "a number")
-    low = high = None
-    for item in metadata:
-        if isinstance(item, annotated_types.Ge):
-            low = f"[{_number(item.ge)}"
-        elif isinstance(item, annotated_types.Gt):
-            low = f"({_number(item.gt)}"
-        elif isinstance(item, annotated_types.Le):
-            high = f"{_number(item.le)}]"
-        elif isinstance(item, annotated_types.Lt):
-            high = f"{_number(item.lt)})"
-    if low and high:
-        return f"{kind} in {low}, {high}"
-    if low:
-        return f"{kind} {'≥' if low[0] == '[' else '>'} {low[1:]}"
-    if high:
-        return f"{kind} {'≤' if high[-1] == ']' else '<'} {high[:-1]}"
-    return kind
-
-
-def _choices(leaf: tuple[Any, list[Any]] | None) -> list[str]:
-    if not leaf:
-        return []
-    core = leaf[0]
-    if typing.get_origin(core) is Literal:
-        return [str(arg) for arg in typing.get_args(core)]
-    if isinstance(core, type) and issubclass(core, enum.Enum):
-        return [str(member.value) for member in core]
-    return []
-
-
-def _number(value: float) -> str:
-    return f"{value:.12g}".replace("e+", "e")
-
-
-def _got(value: object) -> str:
-    """A value as the YAML author wrote it, short enough for one line."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        if abs(value) >= 10**15:
-            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-        return str(value)
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else _number(value)
-    if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:37] + "...")
-    if isinstance(value, dict):
-        return "an empty mapping" if not value else "a mapping"
-    if isinstance(value, (list, tuple)):
-        text = repr(list(value)) if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value) else ""
-        return text if text and len(text) <= 40 else f"a list of {len(value)} items"
-    return type(value).__name__
 
 
 # ---------------------------------------------------------------- schema

@@ -1,0 +1,197 @@
+"""Spec errors must point at file:line:column, so YAML is read into plain data with a position per key path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import yaml
+
+from .errors import SpecError, SpecProblem
+from .spec_problems import KeyPath, format_key_path, sentence
+
+MAX_SPEC_BYTES = 1_000_000
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e5`` as a float, as YAML 1.2 does (PyYAML wants ``1.0e5``)."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_TAG + name for name in ("null", "bool", "int", "float", "str")}
+_TEXT_TAGS = {_TAG + "timestamp"}  # dates stay the text that was written
+_MAP_TAG, _SEQ_TAG, _MERGE_TAG = _TAG + "map", _TAG + "seq", _TAG + "merge"
+
+
+@dataclass(frozen=True)
+class Located:
+    """Plain YAML data plus the 1-based (line, column) of every key path in it."""
+
+    data: object
+    positions: Mapping[KeyPath, tuple[int, int]]
+    path: str
+
+    def position(self, key_path: KeyPath) -> tuple[int, int]:
+        """Where ``key_path`` was written, or where its nearest written parent was."""
+        for end in range(len(key_path), -1, -1):
+            if key_path[:end] in self.positions:
+                return self.positions[key_path[:end]]
+        return (1, 1)
+
+    def problem(self, key_path: KeyPath, message: str, hint: str | None = None, *, at: KeyPath | None = None) -> SpecProblem:
+        line, column = self.position(key_path if at is None else at)
+        return SpecProblem(self.path, line, column, format_key_path(key_path), message, hint)
+
+
+class _Abort(Exception):
+    def __init__(self, problem: SpecProblem) -> None:
+        self.problem = problem
+
+
+def _tag_message(tag: str) -> str:
+    return f"YAML tag {tag!r} is not allowed; a spec holds plain strings, numbers, booleans, lists and mappings."
+
+
+class _Converter:
+    """Node tree to plain data; refuses non-standard tags and counts nodes as aliases expand."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.positions: dict[KeyPath, tuple[int, int]] = {}
+        self.problems: list[SpecProblem] = []
+        self.count = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def _problem(self, node: yaml.Node, key_path: KeyPath, message: str) -> SpecProblem:
+        mark = node.start_mark
+        return SpecProblem(self.path, mark.line + 1, mark.column + 1, format_key_path(key_path), message)
+
+    def convert(self, node: yaml.Node, key_path: KeyPath, depth: int = 0) -> object:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _Abort(self._problem(node, key_path, f"the document expands to more than {MAX_NODES:,} values "
+                                                       "(aliases nested inside aliases?); refusing to read it."))
+        if depth > MAX_DEPTH:
+            raise _Abort(self._problem(node, key_path, f"values are nested more than {MAX_DEPTH} levels deep "
+                                                       "(a recursive alias?); refusing to read it."))
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag in _TEXT_TAGS:
+                return node.value
+            if node.tag not in _SCALAR_TAGS:
+                self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
+                return None
+            try:
+                return self.constructor.construct_object(node)
+            except (ValueError, OverflowError):  # e.g. an integer past Python's 4300-digit limit
+                kind = {"int": "an integer", "float": "a number"}.get(node.tag.rsplit(":", 1)[-1], "a value")
+                self.problems.append(self._problem(node, key_path, f"cannot read {node.value[:40]!r} as {kind}."))
+                return None
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            items = []
+            for index, child in enumerate(node.value):
+                self.positions[key_path + (index,)] = (child.start_mark.line + 1, child.start_mark.column + 1)
+                items.append(self.convert(child, key_path + (index,), depth + 1))
+            return items
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            return self._mapping(node, key_path, depth)
+        self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, key_path: KeyPath, depth: int) -> dict[str, object]:
+        result: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        message = "a merge key (<<) takes a mapping or a list of mappings."
+                        self.problems.append(self._problem(source, key_path, message))
+                        continue
+                    for key, value in self._mapping(source, key_path, depth + 1).items():
+                        result.setdefault(key, value)
+        explicit: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS | _TEXT_TAGS:
+                self.problems.append(self._problem(key_node, key_path, "keys must be plain words; got a list, mapping or tagged key."))
+                continue
+            key = key_node.value  # the written text: `on:` stays "on", not YAML 1.1's True
+            child_path = key_path + (key,)
+            line = key_node.start_mark.line + 1
+            if key in explicit:
+                message = f"duplicate key {key!r} (first written on line {explicit[key]})."
+                self.problems.append(self._problem(key_node, child_path, message))
+                continue
+            explicit[key] = line
+            self.positions[child_path] = (line, key_node.start_mark.column + 1)
+            result[key] = self.convert(value_node, child_path, depth + 1)
+        return result
+
+
+def read_yaml(text: str | bytes, path: str) -> Located:
+    """Parse one YAML document into plain data with positions; raises SpecError with line numbers."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_SPEC_BYTES:
+            raise _file_error(path, f"is {len(text):,} bytes; a spec may hold at most {MAX_SPEC_BYTES:,}.")
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line, column = _line_column(text, exc.start, newline=b"\n")
+            raise _file_error(path, f"is not UTF-8 text (byte {text[exc.start]:#04x}).", line, column) from None
+    if len(text) > MAX_SPEC_BYTES:
+        raise _file_error(path, f"is {len(text):,} characters; a spec may hold at most {MAX_SPEC_BYTES:,}.")
+    try:
+        root = yaml.compose(text, Loader=_SpecLoader)
+    except yaml.YAMLError as exc:
+        raise SpecError([_yaml_problem(exc, text, path)]) from None
+    except RecursionError:
+        raise _file_error(path, "is nested too deeply to read.") from None
+    if root is None:
+        raise _file_error(path, "the file holds no YAML document; a spec needs at least a `checks:` list.")
+    converter = _Converter(path)
+    converter.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
+    try:
+        data = converter.convert(root, ())
+    except _Abort as abort:
+        raise SpecError([abort.problem]) from None
+    except RecursionError:
+        raise _file_error(path, "is nested too deeply to read.") from None
+    if converter.problems:
+        raise SpecError(sorted(converter.problems, key=lambda p: (p.line, p.column)))
+    return Located(data, converter.positions, path)
+
+
+def _file_error(path: str, message: str, line: int = 1, column: int = 1) -> SpecError:
+    return SpecError([SpecProblem(path, line, column, "(file)", message)])
+
+
+def _line_column(text: str | bytes, index: int, newline: str | bytes = "\n") -> tuple[int, int]:
+    head = text[:index]
+    return head.count(newline) + 1, index - (head.rfind(newline) + 1) + 1
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, path: str) -> SpecProblem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+    else:
+        what = str(exc).splitlines()[0]
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+    elif isinstance(exc, yaml.reader.ReaderError):
+        line, column = _line_column(text, exc.position)
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        what = f"character {character!r} is not allowed in YAML"
+    else:
+        line, column = 1, 1
+    return SpecProblem(path, line, column, "(file)", sentence(f"is not valid YAML: {what or type(exc).__name__}"))
+
