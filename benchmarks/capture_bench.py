@@ -1,7 +1,8 @@
 """Capture cost against a plain forward pass, in one process: time ratios and peak memory above the model.
 
-    python benchmarks/capture_bench.py                      # SmolLM2-135M, 8/32/128 x 256 tokens
-    python benchmarks/capture_bench.py --model random-gpt2-small --sequences 8 32 --tokens 1024
+    python benchmarks/capture_bench.py --suite              # everything docs/performance.md reports
+    python benchmarks/capture_bench.py --sequences 8 32     # one model, chosen sizes
+    python benchmarks/capture_bench.py --model random-gpt2-small --sequences 8 --tokens 1024
 
 Variants: ``floor`` (base model forward, no hooks), ``geomcheck`` (all sites, default reducers,
 verification on), ``naive`` (keep every site of every token in fp32, then concatenate: the research
@@ -135,12 +136,98 @@ def run_transformer_lens(lm: models.LoadedModel, batch: inputs.TokenBatch, batch
             del cache
 
 
+def _has_transformer_lens() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("transformer_lens") is not None
+
+
 VARIANTS: dict[str, Callable] = {
     "floor": run_floor,
     "geomcheck": run_geomcheck,
     "naive": run_naive,
     "transformer_lens": run_transformer_lens,
 }
+
+
+def naive_bytes(lm: models.LoadedModel, sequences: int, tokens: int) -> int:
+    """What keeping every site costs: five hooked outputs per block, fp32, copied once more by the concatenation."""
+    return 2 * 5 * lm.n_blocks * sequences * (tokens + 1) * lm.hidden_size * 4
+
+
+def available_bytes() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(lm: models.LoadedModel, sequences: int, tokens: int, variants: list[str], repeats: int, batch_size: int) -> list[dict]:
+    batch = token_ids(lm, sequences, tokens)
+    run_floor(lm, token_ids(lm, min(sequences, 2), tokens), batch_size)  # warm-up
+    results: dict[str, tuple[float, float]] = {}
+    skipped: dict[str, str] = {}
+    for variant in variants:
+        if variant == "naive" and naive_bytes(lm, sequences, tokens) > 0.6 * available_bytes():
+            skipped[variant] = f"not run: needs ~{naive_bytes(lm, sequences, tokens) / 2**30:.0f} GiB, {available_bytes() / 2**30:.0f} GiB available"
+            continue
+        times, peaks = [], []
+        for _ in range(repeats):
+            with PeakMemory() as memory:
+                started = time.perf_counter()
+                VARIANTS[variant](lm, batch, batch_size)
+                times.append(time.perf_counter() - started)
+            peaks.append(memory.above_start_mb)
+            gc.collect()
+        results[variant] = (statistics.median(times), max(peaks))
+    floor_time = results["floor"][0]
+    ours = results.get("geomcheck", (float("nan"), float("nan")))[1]
+    rows = []
+    for variant, (seconds, peak) in results.items():
+        rows.append({
+            "model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": variant, "repeats": repeats,
+            "seconds": round(seconds, 2), "time_vs_floor": round(seconds / floor_time, 3),
+            "peak_mb_above_start": round(peak), "memory_vs_geomcheck": round(peak / max(ours, 1.0), 1),
+        })
+    rows += [{"model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": v, "note": why} for v, why in skipped.items()]
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+SUITE = [
+    # (model, sequences, tokens, repeats)
+    ("smollm2-135m", 8, 256, 3),
+    ("smollm2-135m", 32, 256, 2),
+    ("smollm2-135m", 128, 256, 1),
+    ("random-gpt2-small", 8, 256, 3),
+    ("random-gpt2-small", 32, 256, 1),
+    ("random-gpt2-small", 8, 1024, 1),
+]
+
+
+def spec_run_seconds() -> dict[str, float]:
+    """Warm-cache load time and the full default spec run (capture, measure, report), as a user runs it."""
+    from geomcheck.runner import RunOptions, run_cli
+
+    started = time.perf_counter()
+    models.load("smollm2-135m")
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    code = run_cli(RunOptions(models=("smollm2-135m",), specs=("specs/llama.yaml",), report="reports/benchmark-run.html"))
+    return {"load_seconds_warm_cache": round(load_seconds, 2), "spec_run_seconds": round(time.perf_counter() - started, 1), "spec_run_exit_code": code}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | sequences x tokens | variant | time (s) | x floor | peak MB above start | x geomcheck memory |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        size = f"{row['sequences']} x {row['tokens']}"
+        if "note" in row:
+            lines.append(f"| {row['model']} | {size} | {row['variant']} | {row['note']} | | | |")
+        else:
+            lines.append(f"| {row['model']} | {size} | {row['variant']} | {row['seconds']} | {row['time_vs_floor']} | {row['peak_mb_above_start']} | {row['memory_vs_geomcheck']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -152,40 +239,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=["floor", "geomcheck", "naive"], choices=list(VARIANTS))
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--suite", action="store_true", help="run every size and model of docs/performance.md")
     args = parser.parse_args()
     torch.manual_seed(0)
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, {available_bytes() / 2**30:.1f} GiB available")
+    if args.suite:
+        rows, loaded = [], {}
+        for name, sequences, tokens, repeats in SUITE:
+            lm = loaded.setdefault(name, load_model(name))
+            variants = ["floor", "geomcheck", "naive"] + (["transformer_lens"] if name == "smollm2-135m" and _has_transformer_lens() else [])
+            rows += measure(lm, sequences, tokens, variants, repeats, args.batch_size)
+        print(json.dumps(spec_run_seconds()))
+        print(markdown(rows))
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(rows, handle, indent=2)
+        return
     lm = load_model(args.model)
-    print(f"model {args.model}: {sum(p.numel() for p in lm.model.parameters()) / 1e6:.0f}M parameters, torch threads {torch.get_num_threads()}")
     rows = []
     for sequences in args.sequences:
-        batch = token_ids(lm, sequences, args.tokens)
-        run_floor(lm, token_ids(lm, min(sequences, 2), args.tokens), args.batch_size)  # warm-up
-        results = {}
-        for variant in args.variants:
-            times, peaks = [], []
-            for _ in range(args.repeats):
-                with PeakMemory() as memory:
-                    started = time.perf_counter()
-                    VARIANTS[variant](lm, batch, args.batch_size)
-                    times.append(time.perf_counter() - started)
-                peaks.append(memory.above_start_mb)
-                gc.collect()
-            results[variant] = (statistics.median(times), max(peaks))
-        floor_time = results.get("floor", (float("nan"),))[0]
-        for variant, (seconds, peak) in results.items():
-            row = {
-                "model": args.model,
-                "sequences": sequences,
-                "tokens": args.tokens,
-                "variant": variant,
-                "seconds": round(seconds, 2),
-                "time_vs_floor": round(seconds / floor_time, 3),
-                "peak_mb_above_start": round(peak),
-            }
-            if "geomcheck" in results and variant != "geomcheck":
-                row["memory_vs_geomcheck"] = round(peak / max(results["geomcheck"][1], 1.0), 1)
-            rows.append(row)
-            print(json.dumps(row))
+        rows += measure(lm, sequences, args.tokens, args.variants, args.repeats, args.batch_size)
+    print(markdown(rows))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

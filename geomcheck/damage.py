@@ -48,7 +48,7 @@ def swap_blocks(loaded: LoadedModel, first: int, second: int) -> LoadedModel:
     if first == second:
         raise ValueError(f"The 'second' parameter of swap_blocks must differ from 'first'. Got {second!r} for both instead.")
     damaged = _copy(loaded, f"blocks {first} and {second} swapped")
-    blocks = damaged.table.block_modules(damaged.base)
+    blocks = damaged.table.resolve(damaged.base, damaged.table.blocks)  # the ModuleList itself, not a copy
     blocks[first], blocks[second] = blocks[second], blocks[first]
     return damaged
 

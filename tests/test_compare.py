@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import save_tiny, word_tokenizer
 from transformers import AutoModelForCausalLM
 
 from geomcheck import cli
 from geomcheck.compare import compare, summary_table
 from geomcheck.runner import GeomSession
 from geomcheck.spec import parse_spec
-from tiny import save_tiny, word_tokenizer
 
 EVIL_REASON = "<script>document.title='pwned-by-reason'</script> & more"
 SPEC = """\
@@ -132,6 +132,6 @@ def test_report_is_self_contained_side_by_side_and_escaped(pair, tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<script>document.title" not in page
     assert "&lt;script&gt;document.title=&#39;pwned-by-reason&#39;&lt;/script&gt;" in page
-    scripts = re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.S)
+    scripts = re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.DOTALL)
     assert len(scripts) == 4
     assert all("<" not in body and ">" not in body for _, body in scripts)
