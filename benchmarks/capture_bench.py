@@ -7,8 +7,13 @@
 Variants: ``floor`` (base model forward, no hooks), ``geomcheck`` (all sites, default reducers,
 verification on), ``naive`` (keep every site of every token in fp32, then concatenate: the research
 code's way), ``transformer_lens`` (TransformerBridge.run_with_cache, when transformer-lens is
-installed). Memory is the peak resident set above the level just before the variant started,
-sampled every 2 ms by a thread, so variants can share one process and one loaded model.
+installed).
+
+Time: every variant runs in this one process on the same loaded model, interleaved repeat by
+repeat, and the median is compared with the floor's median. Memory: a freed activation block stays
+in the allocator's pool, so one process cannot tell variants apart; each (variant, size) runs once
+more in a fresh process that loads the model, and reports its peak resident set (sampled every
+2 ms) above the level right after loading: "memory above the model's own".
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import argparse
 import gc
 import json
 import os
+import platform
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -155,6 +163,14 @@ def naive_bytes(lm: models.LoadedModel, sequences: int, tokens: int) -> int:
     return 2 * 5 * lm.n_blocks * sequences * (tokens + 1) * lm.hidden_size * 4
 
 
+def cpu_name() -> str:
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def available_bytes() -> int:
     with open("/proc/meminfo") as handle:
         for line in handle:
@@ -163,47 +179,79 @@ def available_bytes() -> int:
     return 0
 
 
-def measure(lm: models.LoadedModel, sequences: int, tokens: int, variants: list[str], repeats: int, batch_size: int) -> list[dict]:
+def measure(
+    lm: models.LoadedModel,
+    sequences: int,
+    tokens: int,
+    timed: list[str],
+    repeats: int,
+    batch_size: int,
+    memory: list[str] | None = None,
+) -> list[dict]:
+    """Interleaved timing in this process; memory of each variant in a fresh process."""
+    memory = timed if memory is None else memory
     batch = token_ids(lm, sequences, tokens)
-    run_floor(lm, token_ids(lm, min(sequences, 2), tokens), batch_size)  # warm-up
-    results: dict[str, tuple[float, float]] = {}
-    skipped: dict[str, str] = {}
-    for variant in variants:
-        if variant == "naive" and naive_bytes(lm, sequences, tokens) > 0.6 * available_bytes():
-            skipped[variant] = f"not run: needs ~{naive_bytes(lm, sequences, tokens) / 2**30:.0f} GiB, {available_bytes() / 2**30:.0f} GiB available"
-            continue
-        times, peaks = [], []
-        for _ in range(repeats):
-            with PeakMemory() as memory:
-                started = time.perf_counter()
-                VARIANTS[variant](lm, batch, batch_size)
-                times.append(time.perf_counter() - started)
-            peaks.append(memory.above_start_mb)
+    if timed:
+        run_floor(lm, token_ids(lm, min(sequences, 2), tokens), batch_size)  # warm-up
+    times: dict[str, list[float]] = {variant: [] for variant in timed}
+    for _ in range(repeats):
+        for variant in timed:
             gc.collect()
-        results[variant] = (statistics.median(times), max(peaks))
-    floor_time = results["floor"][0]
-    ours = results.get("geomcheck", (float("nan"), float("nan")))[1]
+            started = time.perf_counter()
+            VARIANTS[variant](lm, batch, batch_size)
+            times[variant].append(time.perf_counter() - started)
+    peaks: dict[str, float | str] = {}
+    for variant in memory:
+        needed = naive_bytes(lm, sequences, tokens) if variant == "naive" else 0
+        if needed > 0.6 * available_bytes():
+            peaks[variant] = f"not run: needs ~{needed / 2**30:.0f} GiB of {available_bytes() / 2**30:.0f} GiB available"
+        else:
+            peaks[variant] = memory_in_fresh_process(lm.ref.text, variant, sequences, tokens, batch_size)
+    floor_time = statistics.median(times["floor"]) if times.get("floor") else None
+    ours = peaks.get("geomcheck")
     rows = []
-    for variant, (seconds, peak) in results.items():
+    for variant in dict.fromkeys([*timed, *memory]):
+        seconds = statistics.median(times[variant]) if variant in times else None
+        peak = peaks.get(variant)
         rows.append({
-            "model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": variant, "repeats": repeats,
-            "seconds": round(seconds, 2), "time_vs_floor": round(seconds / floor_time, 3),
-            "peak_mb_above_start": round(peak), "memory_vs_geomcheck": round(peak / max(ours, 1.0), 1),
+            "model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": variant, "repeats": repeats if seconds else 0,
+            "seconds": None if seconds is None else round(seconds, 2),
+            "time_vs_floor": None if seconds is None or floor_time is None else round(seconds / floor_time, 3),
+            "peak_mb_above_model": peak,
+            "memory_vs_geomcheck": round(peak / ours, 1) if isinstance(peak, float) and isinstance(ours, float) and ours > 0 else None,
         })
-    rows += [{"model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": v, "note": why} for v, why in skipped.items()]
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows
 
 
+def memory_in_fresh_process(model: str, variant: str, sequences: int, tokens: int, batch_size: int) -> float:
+    command = [sys.executable, __file__, "--memory-probe", variant, "--model", model, "--sequences", str(sequences), "--tokens", str(tokens), "--batch-size", str(batch_size)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mb_above_model"])
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    lm = load_model(args.model)
+    batch = token_ids(lm, args.sequences[0], args.tokens)
+    # One tiny forward first, so one-time set-up (kernels, lazily built buffers) is not billed to the variant.
+    run_floor(lm, token_ids(lm, 1, 8), 1)
+    gc.collect()
+    with PeakMemory() as memory:
+        VARIANTS[args.memory_probe](lm, batch, args.batch_size)
+    print(json.dumps({"variant": args.memory_probe, "peak_mb_above_model": round(memory.above_start_mb, 1)}))
+
+
+ALL = ("floor", "geomcheck", "naive", "transformer_lens")
 SUITE = [
-    # (model, sequences, tokens, repeats)
-    ("smollm2-135m", 8, 256, 3),
-    ("smollm2-135m", 32, 256, 2),
-    ("smollm2-135m", 128, 256, 1),
-    ("random-gpt2-small", 8, 256, 3),
-    ("random-gpt2-small", 32, 256, 1),
-    ("random-gpt2-small", 8, 1024, 1),
+    # (model, sequences, tokens, timing repeats, timed variants, variants whose memory is probed)
+    # Peers are timed at the smallest size only and the largest size is probed for memory only:
+    # that keeps the whole suite near 15 minutes on 2 cores while every target is measured.
+    ("smollm2-135m", 8, 256, 3, ALL, ALL),
+    ("smollm2-135m", 32, 256, 2, ("floor", "geomcheck"), ALL),
+    ("smollm2-135m", 128, 256, 0, (), ("geomcheck", "naive", "transformer_lens")),
+    ("random-gpt2-small", 8, 256, 3, ALL[:3], ALL[:3]),
+    ("random-gpt2-small", 8, 1024, 1, ALL[:3], ALL[:3]),
 ]
 
 
@@ -220,13 +268,10 @@ def spec_run_seconds() -> dict[str, float]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | sequences x tokens | variant | time (s) | x floor | peak MB above start | x geomcheck memory |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | sequences x tokens | variant | time (s), median | x floor | peak MB above the model | x geomcheck memory |", "|---|---|---|---|---|---|---|"]
     for row in rows:
-        size = f"{row['sequences']} x {row['tokens']}"
-        if "note" in row:
-            lines.append(f"| {row['model']} | {size} | {row['variant']} | {row['note']} | | | |")
-        else:
-            lines.append(f"| {row['model']} | {size} | {row['variant']} | {row['seconds']} | {row['time_vs_floor']} | {row['peak_mb_above_start']} | {row['memory_vs_geomcheck']} |")
+        cells = [row["model"], f"{row['sequences']} x {row['tokens']}", row["variant"], row["seconds"], row["time_vs_floor"], row["peak_mb_above_model"], row["memory_vs_geomcheck"]]
+        lines.append("| " + " | ".join("—" if cell is None else str(cell) for cell in cells) + " |")
     return "\n".join(lines)
 
 
@@ -240,15 +285,19 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["floor", "geomcheck", "naive"], choices=list(VARIANTS))
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--suite", action="store_true", help="run every size and model of docs/performance.md")
+    parser.add_argument("--memory-probe", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, {available_bytes() / 2**30:.1f} GiB available")
+    if args.memory_probe:
+        return memory_probe(args)
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, {available_bytes() / 2**30:.1f} GiB available")
     if args.suite:
         rows, loaded = [], {}
-        for name, sequences, tokens, repeats in SUITE:
-            lm = loaded.setdefault(name, load_model(name))
-            variants = ["floor", "geomcheck", "naive"] + (["transformer_lens"] if name == "smollm2-135m" and _has_transformer_lens() else [])
-            rows += measure(lm, sequences, tokens, variants, repeats, args.batch_size)
+        usable = [v for v in ALL if v != "transformer_lens" or _has_transformer_lens()]
+        for name, sequences, tokens, repeats, timed, probed in SUITE:
+            lm = loaded[name] if name in loaded else loaded.setdefault(name, load_model(name))
+            timed, probed = [v for v in timed if v in usable], [v for v in probed if v in usable]
+            rows += measure(lm, sequences, tokens, timed, repeats, args.batch_size, memory=probed)
         print(json.dumps(spec_run_seconds()))
         print(markdown(rows))
         if args.json:

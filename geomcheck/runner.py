@@ -108,29 +108,30 @@ class GeomSession:
     def run_check(self, spec: Spec, check: Check, ref: str) -> CheckResult:
         """Measure and evaluate; a check that cannot apply to this model comes back skipped."""
         started = time.perf_counter()
-        measurement = None
-        loaded = self.model(ref)
-        prop = properties.get(check.property)
-        if not spec.matches(ref, loaded.table.family):
-            outcome = Outcome.skip(f"{spec.display_path} is not meant for {ref} ({loaded.table.family}); see its applies_to", check=check, model=ref)
-        else:
-            record = self.capture(ref, self.inputs_for(spec, check))
-            reason = prop.applies(record.activations)
-            try:
-                layers = resolve_layers(check.layers, loaded.n_blocks)
-            except ValueError as exc:
-                layers, reason = (), None
-                outcome = errored(check, model=ref, reason=f"{check.location}: layers: {exc}")
-            if reason:
-                outcome = Outcome.skip(reason, check=check, model=ref)
-            elif layers:
-                measurement = prop.measure(record.activations, check.params, layers)
-                outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
-                if self.baselines is not None:
-                    outcome = self._against_baseline(spec, check, ref, measurement, outcome)
+        outcome, measurement = self._measure(spec, check, ref)
         result = CheckResult(spec, check, ref, outcome, measurement, time.perf_counter() - started)
         self.results.append(result)
         return result
+
+    def _measure(self, spec: Spec, check: Check, ref: str) -> tuple[Outcome, Measurement | None]:
+        loaded = self.model(ref)
+        if not spec.matches(ref, loaded.table.family):
+            reason = f"{spec.display_path} is not meant for {ref} ({loaded.table.family}); see its applies_to"
+            return Outcome.skip(reason, check=check, model=ref), None
+        try:
+            layers = resolve_layers(check.layers, loaded.n_blocks)
+        except ValueError as exc:
+            return errored(check, model=ref, reason=f"{check.location}: layers: {exc}"), None
+        record = self.capture(ref, self.inputs_for(spec, check))
+        prop = properties.get(check.property)
+        reason = prop.applies(record.activations)
+        if reason:
+            return Outcome.skip(reason, check=check, model=ref), None
+        measurement = prop.measure(record.activations, check.params, layers)
+        outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
+        if self.baselines is not None:
+            outcome = self._against_baseline(spec, check, ref, measurement, outcome)
+        return outcome, measurement
 
     def baseline_file(self, spec: Spec, ref: str) -> Path:
         assert self.baselines is not None
@@ -195,12 +196,12 @@ class RunOptions:
 
 
 def run_cli(options: RunOptions) -> int:
-    """``geomcheck run``: exit 0 all passed or skipped, 1 a check failed, 3 an error stopped the run."""
+    """``geomcheck run``: exit 0 all passed or skipped, 1 a check failed, 3 a check or the run errored."""
     from .spec import load_specs
 
     specs = load_specs([Path(p) for p in options.specs])
     session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines)
-    failed = False
+    failed = errors = False
     for ref in options.models:
         for spec in specs:
             for check in spec.checks:
@@ -214,6 +215,7 @@ def run_cli(options: RunOptions) -> int:
                 for line in outcome.details if outcome.status == "failed" else ():
                     print(f"        {line}")
                 failed |= outcome.status == "failed"
+                errors |= outcome.status == "error"
     for path in session.finish():
         print(f"baseline written: {path}")
     if options.write_report:
@@ -221,4 +223,4 @@ def run_cli(options: RunOptions) -> int:
 
         for path in write_reports(session, options.report):
             print(f"report: {path}")
-    return 1 if failed else 0
+    return 3 if errors else 1 if failed else 0

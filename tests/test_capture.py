@@ -107,3 +107,18 @@ def test_real_model_every_block_verifies(smollm2):
     assert len(acts.verification) == 30
     assert max(v.rms_error for v in acts.verification) < 1e-5
     assert len(acts.sites) == 30 * 6 + 2
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_verification_does_not_disturb_what_is_recorded(tiny_dirs, family):
+    """Verification runs modules again (the final norm); none of that may reach the reducers."""
+    lm = models.load(str(tiny_dirs[family]))
+    batch = batch_for(lm, sequences=5)
+    checked = capture.capture(lm, batch, capture.CapturePlan(batch_size=2, samples=20, verify=True))
+    plain = capture.capture(lm, batch, capture.CapturePlan(batch_size=2, samples=20, verify=False))
+    for site, stats in checked.sites.items():
+        other = plain.sites[site]
+        assert np.array_equal(stats.norms, other.norms), site.name
+        assert np.array_equal(stats.max_abs, other.max_abs), site.name
+        if stats.position_sum is not None:
+            assert np.array_equal(stats.position_sum, other.position_sum), site.name

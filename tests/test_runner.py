@@ -1,0 +1,40 @@
+"""GeomSession: captures shared between checks, and a check that cannot be evaluated."""
+
+from geomcheck.runner import GeomSession
+from geomcheck.spec import load_spec
+
+SPEC = """\
+inputs: {sequences: 2, tokens: 8}
+checks:
+  - id: in_range
+    property: first_position_norm
+    expect: {min: 0.0}
+  - id: out_of_range
+    property: first_position_norm
+    layers: [0, 40]
+    expect: {min: 0.0}
+  - id: repeated
+    property: repeated_token_convergence
+    inputs: {mode: repeated_token, sequences: 2, tokens: 8}
+    expect: {min: -1.0}
+"""
+
+
+def test_layers_beyond_the_model_are_an_error_outcome_not_a_crash(tiny_dirs, tmp_path):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    spec = load_spec(tmp_path / "s.yaml")
+    session = GeomSession()
+    results = {check.id: session.run_check(spec, check, str(tiny_dirs["llama"])) for check in spec.checks}
+    assert results["in_range"].outcome.status == "passed"
+    bad = results["out_of_range"].outcome
+    assert bad.status == "error" and "layers" in bad.headline and "3" in bad.headline
+
+
+def test_one_capture_per_model_and_input_set(tiny_dirs, tmp_path):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    spec = load_spec(tmp_path / "s.yaml")
+    session = GeomSession()
+    for check in spec.checks:
+        session.run_check(spec, check, str(tiny_dirs["llama"]))
+    modes = sorted(key[1].mode for key in session.captures())
+    assert modes == ["corpus", "repeated_token"]
