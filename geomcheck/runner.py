@@ -62,6 +62,7 @@ class GeomSession:
     _models: dict[str, LoadedModel] = field(default_factory=dict)
     _recorded: dict[Path, dict] = field(default_factory=dict)
     _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
+    _measurements: dict[tuple, Measurement] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -70,6 +71,7 @@ class GeomSession:
         """Use an already loaded (e.g. deliberately damaged) model under the name ``ref``."""
         self._models[ref] = loaded
         self._captures = {key: value for key, value in self._captures.items() if key[0] != ref}
+        self._measurements = {key: value for key, value in self._measurements.items() if key[0] != ref}
 
     def model(self, ref: str) -> LoadedModel:
         if ref not in self._models:
@@ -122,12 +124,17 @@ class GeomSession:
             layers = resolve_layers(check.layers, loaded.n_blocks)
         except ValueError as exc:
             return errored(check, model=ref, reason=f"{check.location}: layers: {exc}"), None
-        record = self.capture(ref, self.inputs_for(spec, check))
+        input_spec = self.inputs_for(spec, check)
+        record = self.capture(ref, input_spec)
         prop = properties.get(check.property)
         reason = prop.applies(record.activations)
         if reason:
             return Outcome.skip(reason, check=check, model=ref), None
-        measurement = prop.measure(record.activations, check.params, layers)
+        # Two checks on different metrics of one measurement (probe accuracy and Fisher ratio) share it.
+        key = (ref, input_spec, check.property, check.params.model_dump_json(), layers)
+        if key not in self._measurements:
+            self._measurements[key] = prop.measure(record.activations, check.params, layers)
+        measurement = self._measurements[key]
         outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
         if self.baselines is not None:
             outcome = self._against_baseline(spec, check, ref, measurement, outcome)
