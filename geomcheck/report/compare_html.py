@@ -22,7 +22,7 @@ from ..expect import format_value
 from ..models import LoadedModel
 from ..runner import GeomSession
 from . import write_atomically
-from .figures import FAIL_COLOUR, PASS_COLOUR, Figure, _f32, _figure
+from .figures import FAIL_COLOUR, Figure, _f32, _figure, shade_pass_band
 from .html import PLOT_CONFIG, FigureBlock, _environment, _Figures, _plain, _versions, script_json
 
 A_COLOUR, B_COLOUR = "#1f77b4", "#ff7f0e"
@@ -159,13 +159,7 @@ def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
     by_block = any(curves.values())
     title = f"{row.check.id}: {row.check.metric}{' by block' if by_block else ''}, A vs B"
     fig = _figure(title, "block" if by_block else "", row.check.metric, height=380)
-    bounds = [bound for bound in (expect.lower, expect.upper) if bound is not None]
-    low, high = min(values + bounds), max(values + bounds)
-    pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
-    band = (expect.lower if expect.lower is not None else low - pad, expect.upper if expect.upper is not None else high + pad)
-    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below")
-    for bound in bounds:
-        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1})
+    y_range = shade_pass_band(fig, expect, values)
     if by_block:
         for side, curve in curves.items():
             if curve:
@@ -181,7 +175,7 @@ def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
         shown = {side: value for side, value in aggregates.items() if value is not None and math.isfinite(value)}
         fig.add_trace(go.Bar(x=[names[side] for side in shown], y=_f32(list(shown.values())), marker_color=[colours[side] for side in shown],
                              width=[0.4] * len(shown), showlegend=False))
-    fig.update_yaxes(range=[band[0] - pad, band[1] + pad] if len(bounds) == 2 else [low - pad, high + pad])
+    fig.update_yaxes(range=y_range)
     caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}). "
                + ("Dotted lines: each model's aggregate. " if by_block and expect.on == "aggregate" else "")
                + ("Red markers: blocks outside the band. " if by_block and expect.on == "per_layer" else "")

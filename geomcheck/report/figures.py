@@ -24,7 +24,7 @@ from ..activations import Activations
 from ..layers import format_blocks
 from ..properties.base import Measurement
 from ..sites import Point, Site
-from ..spec import Check
+from ..spec import Check, Expectation
 
 MAX_POINTS = 10_000
 MAX_UMAP_POINTS = 2_000
@@ -149,6 +149,18 @@ def _block_norms(acts: Activations, point: Point) -> tuple[list[int], dict[int, 
 # ---------------------------------------------------------------- every check: metric against its bounds
 
 
+def shade_pass_band(fig: go.Figure, expect: Expectation, values: Sequence[float]) -> list[float]:
+    """Shade where a value passes and draw each bound; returns a y range that shows data and bounds."""
+    bounds = [b for b in (expect.lower, expect.upper) if b is not None]
+    low, high = min([*values, *bounds]), max([*values, *bounds])
+    pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
+    band = (expect.lower if expect.lower is not None else low - pad, expect.upper if expect.upper is not None else high + pad)
+    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below")
+    for bound in bounds:
+        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1})
+    return [band[0] - pad, band[1] + pad] if len(bounds) == 2 else [low - pad, high + pad]
+
+
 def metric_figure(check: Check, measurement: Measurement, failing_layers: Sequence[int] = ()) -> Figure | None:
     """The checked metric by block (or its aggregate) with the pass band shaded and failing blocks in red."""
     metric = measurement.metrics.get(check.metric)
@@ -164,13 +176,7 @@ def metric_figure(check: Check, measurement: Measurement, failing_layers: Sequen
         return None
     title = f"{check.id}: {check.metric} {'by block' if per_layer else ''}".strip()
     fig = _figure(title, "block" if per_layer else "", check.metric, height=380)
-    bounds = [b for b in (expect.lower, expect.upper) if b is not None]
-    low, high = min(values + bounds), max(values + bounds)
-    pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
-    band = (expect.lower if expect.lower is not None else low - pad, expect.upper if expect.upper is not None else high + pad)
-    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below")
-    for bound in bounds:
-        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1})
+    y_range = shade_pass_band(fig, expect, values)
     if per_layer:
         blocks = list(per_layer)
         failing = set(failing_layers) if expect.on == "per_layer" else set()
@@ -184,7 +190,7 @@ def metric_figure(check: Check, measurement: Measurement, failing_layers: Sequen
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": "#37474f", "width": 2}, name=f"aggregate {aggregate:.4g}"))
         else:
             fig.add_trace(go.Bar(x=[check.metric], y=[aggregate], name=f"aggregate {aggregate:.4g}", marker_color="#455a64", width=[0.4]))
-    fig.update_yaxes(range=[band[0] - pad, band[1] + pad] if len(bounds) == 2 else [low - pad, high + pad])
+    fig.update_yaxes(range=y_range)
     caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}"
                f"{f', at least {expect.fraction:.0%} of blocks' if expect.mostly is not None else ''}). "
                + ("Red markers are blocks outside it." if failing_layers and expect.on == "per_layer" else ""))
