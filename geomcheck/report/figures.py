@@ -454,14 +454,21 @@ def norm_growth_figures(data: FigureInput) -> list[Figure]:
     figures = [Figure("norm-growth", "Norm by block", f"Median norm over every sequence and position ≥ {skip}; "
                       "the diamond (drawn one block past the last) is the output of the final norm.", fig)]
     if acts is not None:
-        blocks, norms = _block_norms(acts, Point.RESID_POST)
-        if blocks:
-            fig = _figure("median resid_post norm by position", "position", "median norm (log)", log_y=True)
-            positions = _subsample(acts.length, MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
-            for b in _spread(blocks):
-                fig.add_trace(go.Scatter(x=positions, y=_f32(np.median(norms[b], axis=0)[positions]), mode="lines", name=f"block {b}"))
-            figures.append(Figure("norm-by-position", "Norm by position", "Median over sequences, for blocks spread through the depth.", fig))
+        figures += _norm_by_position(acts, data.seed, "norm-by-position", "median resid_post norm by position",
+                                     "Median over sequences, for blocks spread through the depth.")
     return figures
+
+
+def _norm_by_position(acts: Activations, seed: int, key: str, title: str, caption: str) -> list[Figure]:
+    """Median resid_post norm at each position, one line per block for blocks spread through the depth."""
+    blocks, norms = _block_norms(acts, Point.RESID_POST)
+    if not blocks:
+        return []
+    fig = _figure(title, "position", "median norm (log)", log_y=True)
+    positions = _subsample(acts.length, MAX_POINTS // MAX_LINES, np.random.default_rng(seed))
+    for b in _spread(blocks):
+        fig.add_trace(go.Scatter(x=positions, y=_f32(np.median(norms[b], axis=0)[positions]), mode="lines", name=f"block {b}"))
+    return [Figure(key, "Norm by position", caption, fig)]
 
 
 # ---------------------------------------------------------------- repeated_token_convergence
@@ -489,13 +496,8 @@ def repeated_token_figures(data: FigureInput) -> list[Figure]:
         fig.update_yaxes(range=[-1.05, 1.05])
         figures.append(Figure("repeated-rho", "Convergence by block", "Rank correlation of the similarity with position, per block.", fig))
     if data.activations is not None:
-        all_blocks, norms = _block_norms(data.activations, Point.RESID_POST)
-        if all_blocks:
-            fig = _figure("median resid_post norm by position (repeated token)", "position", "median norm (log)", log_y=True)
-            cols = _subsample(data.activations.length, MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
-            for b in _spread(all_blocks):
-                fig.add_trace(go.Scatter(x=cols, y=_f32(np.median(norms[b], axis=0)[cols]), mode="lines", name=f"block {b}"))
-            figures.append(Figure("repeated-norms", "Norm by position", "How the repeated copies' norms evolve along the sequence.", fig))
+        figures += _norm_by_position(data.activations, data.seed, "repeated-norms", "median resid_post norm by position (repeated token)",
+                                     "How the repeated copies' norms evolve along the sequence.")
     return figures
 
 
