@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .paths import confined, safe_component
 from .properties.base import Measurement
 
 FORMAT = 1
@@ -40,7 +41,8 @@ class ToleranceBand:
 
 
 def baseline_path(root: Path, model_key: str, spec_name: str) -> Path:
-    return Path(root) / model_key / f"{spec_name}.json"
+    """``root/<model key>/<spec name>.json``, refused unless it resolves inside ``root``."""
+    return confined(root, safe_component(model_key, "model"), f"{safe_component(spec_name, 'spec')}.json")
 
 
 def snapshot(measurement: Measurement) -> dict[str, object]:

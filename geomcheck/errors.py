@@ -65,9 +65,12 @@ class SpecProblem:
     hint: str | None = None
 
     def __str__(self) -> str:
-        text = f"{self.path}:{self.line}:{self.column}: {self.key_path}: {self.message}"
+        # Keys and values come from the file: escaped, so a newline or ESC in them cannot forge a log line.
+        from .paths import printable
+
+        text = f"{printable(self.path)}:{self.line}:{self.column}: {printable(self.key_path)}: {printable(self.message)}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint)}"
         return text
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from . import gguf_cache
 from .adapters import ArchitectureTable, table_for
 from .errors import ModelLoadError
+from .paths import safe_component
 
 RANDOM_PREFIX = "random:"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -88,8 +89,7 @@ class ModelRef:
         base = self.text.removeprefix(RANDOM_PREFIX)
         if self.kind in ("directory", "gguf"):
             base = Path(base).name.removesuffix(".gguf")
-        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in base)
-        return ("random-" if self.random_init else "") + safe
+        return ("random-" if self.random_init else "") + safe_component(base, "model")
 
 
 def resolve(text: str) -> ModelRef:

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import SpecError, SpecProblem
+from .paths import MAX_NAME_LENGTH, is_safe_name, safe_component
 from .inputs import InputMode, InputSpec
 from .layers import (
     SELECTOR_FORMS,
@@ -107,12 +108,13 @@ def _layers_yaml(selector: LayerSelector) -> object:
     return {"blocks": list(selector.blocks)}
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z0-9_.\-]+")
-
-
 def _identifier(value: str) -> str:
-    if not _IDENTIFIER.fullmatch(value):
-        raise _custom(f"may hold only letters, digits, '_', '-' and '.'; got {show_value(value)}")
+    # Spec names and check ids become file names and baseline keys: one safe path component each.
+    if not is_safe_name(value):
+        raise _custom(
+            f"must start with a letter or digit and hold only letters, digits, '_', '-' and '.' "
+            f"(at most {MAX_NAME_LENGTH} characters); got {show_value(value)}"
+        )
     return value
 
 
@@ -258,7 +260,7 @@ class CheckDoc(_Model):
 class SpecDoc(_Model):
     """A spec file as written."""
 
-    name: Text | None = Field(None, description="default: the file name without suffix")
+    name: Identifier | None = Field(None, description="default: the file name without suffix; names the baseline file")
     description: Text | None = None
     applies_to: AppliesTo | None = None
     inputs: Inputs | None = None
@@ -442,7 +444,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
     return Spec(
         path=path,
         file=located.path,
-        name=doc.name or path.stem,
+        name=doc.name or safe_component(path.stem, "spec"),
         description=doc.description,
         applies_to=doc.applies_to,
         inputs=with_source(doc.inputs, ("inputs", "source")) or Inputs(),

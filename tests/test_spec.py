@@ -257,7 +257,7 @@ def test_message_template_matches_house_style(project) -> None:
         (CHECK + "    expect: {min: 1}\n    tolerance: {rel: -0.1}\n", "checks[0].tolerance.rel", 4, "must be a number in [0, 1e12]; got -0.1.", None),
         (CHECK + "    expect: [1]\n", "checks[0].expect", 3, "must be a mapping (key: value lines); got [1].", None),
         (CHECK + "    expect:\n", "checks[0].expect", 3, "must be a mapping (key: value lines); got null.", None),
-        (CHECK + "    expect: {min: 1}\n    id: has space\n", "checks[0].id", 4, "may hold only letters, digits", None),
+        (CHECK + "    expect: {min: 1}\n    id: has space\n", "checks[0].id", 4, "hold only letters, digits", None),
         # huge numbers, infinities, NaN
         (CHECK + "    expect: {min: .inf}\n", "checks[0].expect.min", 3, "must be a finite number in [-1e12, 1e12]; got inf.", None),
         (CHECK + "    expect: {max: .nan}\n", "checks[0].expect.max", 3, "must be a finite number in [-1e12, 1e12]; got nan.", None),

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..paths import confined, safe_component
+
 if TYPE_CHECKING:
     from ..runner import CheckResult, GeomSession
 
@@ -16,7 +18,7 @@ DISABLED = "none"
 
 
 def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip(".") or "spec"
+    return safe_component(text, "spec")
 
 
 def _model_key(session: GeomSession, model: str) -> str:
@@ -57,14 +59,14 @@ def report_paths(session: GeomSession, report: str | None) -> dict[tuple[str, Pa
     paths: dict[tuple[str, Path], Path] = {}
     taken: set[Path] = set()
     for pair, name in names.items():
-        if as_folder:
-            path = (target or DEFAULT_DIRECTORY) / f"{name}.html"
+        if as_folder:  # names built from specs and model references stay inside the report folder
+            path = confined(target or DEFAULT_DIRECTORY, f"{name}.html")
         elif len(names) == 1:
             path = target
         elif target.suffix.lower() in (".html", ".htm"):
             path = target.with_name(f"{target.stem}-{name}{target.suffix}")
         else:
-            path = target / f"{name}.html"
+            path = confined(target, f"{name}.html")
         stem, count = path.stem, 1
         while path in taken:  # two specs with one name in different folders
             count += 1

@@ -1,0 +1,67 @@
+"""File names built from untrusted text, and writes confined to the folder they belong in.
+
+A spec arriving in a pull request names its baseline and its report; a model reference names a
+folder. None of that text may steer a write outside its root, so names are reduced to one safe
+path component and every write target is checked again after resolving symlinks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from pathlib import Path
+
+from .errors import GeomcheckError
+
+MAX_NAME_LENGTH = 128
+# A name that is one path component on every platform: no separators, no leading dot (so never
+# '.' or '..'), nothing that a shell or a terminal treats specially.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+class UnsafePathError(GeomcheckError, ValueError):
+    """A write would land outside the folder it is confined to."""
+
+    def __init__(self, target: Path, root: Path) -> None:
+        self.target = target
+        self.root = root
+        super().__init__(f"refusing to write {target}: it resolves outside {root}")
+
+
+def is_safe_name(text: str) -> bool:
+    """Whether ``text`` may be used as it is as one file or folder name."""
+    return len(text) <= MAX_NAME_LENGTH and SAFE_NAME.fullmatch(text) is not None
+
+
+def safe_component(text: str, fallback: str = "unnamed") -> str:
+    """``text`` reduced to one safe path component; distinct inputs that collide get a hash suffix."""
+    if is_safe_name(text):
+        return text
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    reduced = _UNSAFE_RUN.sub("-", folded).lstrip(".-_") or fallback
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{reduced[: MAX_NAME_LENGTH - 9]}-{digest}"
+
+
+def confined(root: Path, *parts: str) -> Path:
+    """``root / parts...`` as given (so messages show the path people typed), refused unless it
+    resolves, symlinks included, to somewhere strictly inside ``root``."""
+    base = Path(root).resolve()
+    target = base.joinpath(*parts).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise UnsafePathError(Path(root).joinpath(*parts), base)
+    return Path(root).joinpath(*parts)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped, so it cannot forge or clear terminal lines."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or char in "\u2028\u2029":
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
