@@ -33,7 +33,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from geomcheck import capture, inputs, models
+from geomcheck.capture import hooks as capture
+from geomcheck.capture import inputs
+from geomcheck.models import loader as models
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -74,7 +76,7 @@ def load_model(name: str) -> models.LoadedModel:
     if name == "random-gpt2-small":
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        from geomcheck.adapters import table_for
+        from geomcheck.models.adapters import table_for
 
         torch.manual_seed(0)
         model = GPT2LMHeadModel(GPT2Config()).eval()  # 124M parameters, the GPT-2 small shape

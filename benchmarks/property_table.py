@@ -13,7 +13,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from geomcheck import capture, inputs, models
+from geomcheck.capture import hooks as capture
+from geomcheck.capture import inputs
+from geomcheck.models import loader as models
 from geomcheck.properties import REGISTRY
 
 MODELS = ("smollm2-135m", "random:smollm2-135m")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import GeomcheckError
+from geomcheck.errors import GeomcheckError
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_USAGE = 0, 1, 3, 4
 
@@ -24,7 +24,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_options(args: argparse.Namespace):
-    from .models import LoadOptions
+    from geomcheck.models.loader import LoadOptions
 
     return LoadOptions(
         device=args.device, dtype=args.dtype, seed=args.seed, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import availability
+    from geomcheck.models.loader import availability
 
     rows = availability()
     width = max(len(alias) for alias, _, _ in rows)
@@ -101,9 +101,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
-    from .capture import model_sites
-    from .models import load
-    from .sites import select_sites
+    from geomcheck.capture.hooks import model_sites
+    from geomcheck.capture.sites import select_sites
+    from geomcheck.models.loader import load
 
     loaded = load(args.model, _load_options(args))
     sites = model_sites(loaded)
@@ -114,10 +114,10 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from .capture import CapturePlan, capture
-    from .inputs import InputSpec, build_batch, check_budget
-    from .models import load
-    from .sites import Point
+    from geomcheck.capture.hooks import CapturePlan, capture
+    from geomcheck.capture.inputs import InputSpec, build_batch, check_budget
+    from geomcheck.capture.sites import Point
+    from geomcheck.models.loader import load
 
     bos = {"yes": True, "no": False, "default": None}[args.bos]
     spec = InputSpec(mode=args.mode, source=args.source, sequences=args.sequences, tokens=args.tokens, seed=args.seed, bos=bos)
@@ -162,7 +162,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .spec import json_schema
+    from geomcheck.spec.schema import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
@@ -171,7 +171,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .runner import BaselineOptions, RunOptions, run_cli
+    from geomcheck.runner import BaselineOptions, RunOptions, run_cli
 
     options = RunOptions(
         models=tuple(args.models),
@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import CompareOptions, run_compare
+    from geomcheck.compare_run import CompareOptions, run_compare
 
     options = CompareOptions(
         ref_a=args.ref_a,

@@ -66,7 +66,7 @@ class SpecProblem:
 
     def __str__(self) -> str:
         # Keys and values come from the file: escaped, so a newline or ESC in them cannot forge a log line.
-        from .paths import printable
+        from geomcheck.paths import printable
 
         text = f"{printable(self.path)}:{self.line}:{self.column}: {printable(self.key_path)}: {printable(self.message)}"
         if self.hint:

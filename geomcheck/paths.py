@@ -12,7 +12,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from .errors import GeomcheckError
+from geomcheck.errors import GeomcheckError
 
 MAX_NAME_LENGTH = 128
 # A name that is one path component on every platform: no separators, no leading dot (so never

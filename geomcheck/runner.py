@@ -12,35 +12,22 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import baseline, properties
-from .activations import Activations
-from .capture import CapturePlan, capture
-from .errors import GeomcheckError
-from .expect import Outcome, errored, evaluate
-from .inputs import DEFAULT_TOKEN_BUDGET, InputSpec, TokenBatch, build_batch, check_budget
-from .layers import resolve_layers
-from .models import LoadedModel, LoadOptions, load, resolve
-from .properties.base import Measurement
-from .spec import Check, Spec
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check on one model: what was measured and how it compared."""
-
-    spec: Spec
-    check: Check
-    model: str
-    outcome: Outcome
-    measurement: Measurement | None
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CaptureRecord:
-    activations: Activations
-    batch: TokenBatch
-    seconds: float
+from geomcheck import properties
+from geomcheck.capture.hooks import CapturePlan, capture
+from geomcheck.capture.inputs import (
+    DEFAULT_TOKEN_BUDGET,
+    InputSpec,
+    build_batch,
+    check_budget,
+)
+from geomcheck.errors import GeomcheckError
+from geomcheck.gate import baseline
+from geomcheck.gate.results import CaptureRecord, CheckResult
+from geomcheck.models.loader import LoadedModel, LoadOptions, load, resolve
+from geomcheck.properties.base import Measurement
+from geomcheck.spec.expect import Outcome, errored, evaluate
+from geomcheck.spec.layers import resolve_layers
+from geomcheck.spec.schema import Check, Spec
 
 
 @dataclass(frozen=True)
@@ -204,7 +191,7 @@ class RunOptions:
 
 def run_cli(options: RunOptions) -> int:
     """``geomcheck run``: exit 0 all passed or skipped, 1 a check failed, 3 a check or the run errored."""
-    from .spec import load_specs
+    from geomcheck.spec.schema import load_specs
 
     specs = load_specs([Path(p) for p in options.specs])
     session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines)
@@ -226,7 +213,7 @@ def run_cli(options: RunOptions) -> int:
     for path in session.finish():
         print(f"baseline written: {path}")
     if options.write_report:
-        from .report import write_reports
+        from geomcheck.report import write_reports
 
         for path in write_reports(session, options.report):
             print(f"report: {path}")

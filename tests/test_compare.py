@@ -12,9 +12,10 @@ from tiny import save_tiny, word_tokenizer
 from transformers import AutoModelForCausalLM
 
 from geomcheck import cli
-from geomcheck.compare import compare, summary_table
+from geomcheck.compare_run import compare
+from geomcheck.gate.compare import summary_table
 from geomcheck.runner import GeomSession
-from geomcheck.spec import parse_spec
+from geomcheck.spec.schema import parse_spec
 
 EVIL_REASON = "<script>document.title='pwned-by-reason'</script> & more"
 SPEC = """\

@@ -14,11 +14,11 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from geomcheck import baseline, damage
-from geomcheck.expect import evaluate
-from geomcheck.models import LoadedModel, load
+from geomcheck.gate import baseline, damage
+from geomcheck.models.loader import LoadedModel, load
 from geomcheck.runner import BaselineOptions, GeomSession
-from geomcheck.spec import Spec, load_spec
+from geomcheck.spec.expect import evaluate
+from geomcheck.spec.schema import Spec, load_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "llama.yaml"
 SEQUENCES, TOKENS = 8, 128

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geomcheck.capture import CapturePlan, capture
-from geomcheck.inputs import InputSpec, build_batch
-from geomcheck.models import LoadOptions, load
+from geomcheck.capture.hooks import CapturePlan, capture
+from geomcheck.capture.inputs import InputSpec, build_batch
+from geomcheck.models.loader import LoadOptions, load
 from geomcheck.runner import GeomSession
-from geomcheck.spec import parse_spec
+from geomcheck.spec.schema import parse_spec
 
 SPEC = """\
 name: tiny-device

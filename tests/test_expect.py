@@ -8,9 +8,9 @@ from types import MappingProxyType
 
 import pytest
 
-from geomcheck.expect import Outcome, errored, evaluate, format_value
 from geomcheck.properties.base import Measurement, Metric, PropertyDef, PropertyParams
-from geomcheck.spec import Check, parse_spec
+from geomcheck.spec.expect import Outcome, errored, evaluate, format_value
+from geomcheck.spec.schema import Check, parse_spec
 
 
 class Params(PropertyParams):

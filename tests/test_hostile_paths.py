@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from geomcheck import baseline
 from geomcheck.errors import SpecError, SpecProblem
-from geomcheck.models import resolve
-from geomcheck.paths import UnsafePathError, confined, is_safe_name, printable, safe_component
-from geomcheck.spec import parse_spec
+from geomcheck.gate import baseline
+from geomcheck.models.loader import resolve
+from geomcheck.paths import (
+    UnsafePathError,
+    confined,
+    is_safe_name,
+    printable,
+    safe_component,
+)
+from geomcheck.spec.schema import parse_spec
 
 CHECK = "checks:\n  - property: first_position_norm\n    expect: {min: 1}\n"
 HOSTILE_NAMES = [
@@ -112,7 +118,7 @@ def test_control_characters_in_unknown_keys_are_escaped():
 
 def test_update_with_hostile_names_writes_nothing_outside(tmp_path, tiny_dirs, monkeypatch):
     """End to end: the spec is refused before anything runs, so nothing is written anywhere."""
-    from geomcheck.spec import load_spec
+    from geomcheck.spec.schema import load_spec
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pyproject.toml").write_text("")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-
-from geomcheck import inputs
-from geomcheck.errors import InputError
 from tiny import word_tokenizer
+
+from geomcheck.capture import inputs
+from geomcheck.errors import InputError
 
 TOKENIZER = word_tokenizer()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geomcheck.layers import (
+from geomcheck.spec.layers import (
     BlockList,
     BlockRange,
     NamedRange,

@@ -4,8 +4,9 @@ import shutil
 import pytest
 import torch
 
-from geomcheck import gguf_cache, models
 from geomcheck.errors import ModelLoadError, UnsupportedArchitectureError
+from geomcheck.models import gguf_cache
+from geomcheck.models import loader as models
 
 
 def test_aliases_resolve_without_loading():
@@ -65,7 +66,7 @@ def test_unsupported_architecture_lists_supported(tiny_dirs, tmp_path):
 
 
 def test_supported_list_in_adapter_error():
-    from geomcheck.adapters import table_for
+    from geomcheck.models.adapters import table_for
 
     with pytest.raises(UnsupportedArchitectureError, match=r"gpt2.*llama.*ArchitectureTable"):
         table_for("mamba")

@@ -6,7 +6,7 @@ import pytest
 
 # Imported before pytester's in-process runs, so every run shares these module objects instead of
 # importing fresh copies whose classes would not compare equal to the first ones.
-import geomcheck.collect  # noqa: F401
+import geomcheck.pytest_plugin.collect  # noqa: F401
 import geomcheck.report  # noqa: F401
 
 SPEC = """\

@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 from property_fixtures import PLANTED, build_activations
+from pydantic import ValidationError
 
 from geomcheck.properties import REGISTRY, Measurement, PropertyDef
 

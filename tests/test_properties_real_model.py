@@ -13,7 +13,9 @@ MIDDLE = tuple(range(5, 25))
 
 
 def _capture(ref: str):
-    from geomcheck import capture, inputs, models
+    from geomcheck.capture import hooks as capture
+    from geomcheck.capture import inputs
+    from geomcheck.models import loader as models
 
     lm = models.load(ref)
     spec = inputs.InputSpec(mode="corpus", sequences=16, tokens=128, seed=0)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from plotly.offline import get_plotlyjs
+from tiny import save_tiny
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from geomcheck.report import report_paths, write_reports
 from geomcheck.report.html import script_json
 from geomcheck.runner import GeomSession
-from geomcheck.spec import load_spec
-from tiny import save_tiny
+from geomcheck.spec.schema import load_spec
 
 MAX_REPORT_BYTES = 10_000_000
 MALICIOUS = (

@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
-
 from browser_check import ALERT_TITLE, find_chromium, open_report
-from geomcheck.report import write_reports
 from test_report import MALICIOUS, run_fixture_session
+
+from geomcheck.report import write_reports
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "reports" / "browser-check.png"
 

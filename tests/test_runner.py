@@ -1,7 +1,7 @@
 """GeomSession: captures shared between checks, and a check that cannot be evaluated."""
 
 from geomcheck.runner import GeomSession
-from geomcheck.spec import load_spec
+from geomcheck.spec.schema import load_spec
 
 SPEC = """\
 inputs: {sequences: 2, tokens: 8}

@@ -1,7 +1,7 @@
 import pytest
 
+from geomcheck.capture.sites import BLOCK_POINTS, Point, Site, all_sites, select_sites
 from geomcheck.errors import SiteError
-from geomcheck.sites import BLOCK_POINTS, Point, Site, all_sites, select_sites
 
 
 def test_names_round_trip():

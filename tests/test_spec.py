@@ -10,11 +10,11 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
+from geomcheck.capture.inputs import InputSpec
 from geomcheck.errors import SpecError, SpecProblem
-from geomcheck.inputs import InputSpec
-from geomcheck.layers import BlockList, BlockRange, NamedRange
 from geomcheck.properties.base import PropertyDef, PropertyParams
-from geomcheck.spec import (
+from geomcheck.spec.layers import BlockList, BlockRange, NamedRange
+from geomcheck.spec.schema import (
     MAX_SPEC_BYTES,
     Check,
     Spec,
@@ -508,8 +508,8 @@ def test_json_schema_types_params_per_property() -> None:
 
 def test_family_names_match_the_adapters() -> None:
     pytest.importorskip("torch")
-    from geomcheck.adapters import TABLES
-    from geomcheck.spec import Family
+    from geomcheck.models.adapters import TABLES
+    from geomcheck.spec.schema import Family
 
     assert set(Family.__args__) == {table.family for table in TABLES}
 

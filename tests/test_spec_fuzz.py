@@ -14,7 +14,7 @@ from pydantic import Field
 
 from geomcheck.errors import SpecError
 from geomcheck.properties.base import PropertyDef, PropertyParams
-from geomcheck.spec import Spec, parse_spec
+from geomcheck.spec.schema import Spec, parse_spec
 
 
 class Params(PropertyParams):

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from geomcheck import models
-from geomcheck.runner import GeomSession
-from geomcheck.spec import load_spec, load_specs
 from tiny import save_tiny
+
+from geomcheck.models import loader as models
+from geomcheck.runner import GeomSession
+from geomcheck.spec.schema import load_spec, load_specs
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from ..errors import GeomcheckError
-from .attn_mlp_separation import PROPERTY as _attn_mlp_separation
-from .base import Measurement, Metric, PropertyDef, PropertyParams
-from .first_position_norm import PROPERTY as _first_position_norm
-from .layer_norm_growth import PROPERTY as _layer_norm_growth
-from .positional_helix import PROPERTY as _positional_helix
-from .repeated_token_convergence import PROPERTY as _repeated_token_convergence
-from .sequence_structure import PROPERTY as _sequence_structure
+from geomcheck.errors import GeomcheckError
+from geomcheck.properties.attn_mlp_separation import PROPERTY as _attn_mlp_separation
+from geomcheck.properties.base import Measurement, Metric, PropertyDef, PropertyParams
+from geomcheck.properties.first_position_norm import PROPERTY as _first_position_norm
+from geomcheck.properties.layer_norm_growth import PROPERTY as _layer_norm_growth
+from geomcheck.properties.positional_helix import PROPERTY as _positional_helix
+from geomcheck.properties.repeated_token_convergence import (
+    PROPERTY as _repeated_token_convergence,
+)
+from geomcheck.properties.sequence_structure import PROPERTY as _sequence_structure
 
 REGISTRY: dict[str, PropertyDef] = {
     prop.name: prop

@@ -34,9 +34,19 @@ from sklearn.metrics import silhouette_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from ..activations import Activations
-from ..sites import Point, Site
-from .base import deterministic_pca, Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Point, Site
+from geomcheck.properties.base import (
+    Measurement,
+    Metric,
+    PropertyDef,
+    PropertyParams,
+    deterministic_pca,
+    invalid,
+    measurement,
+    missing_reason,
+    nonfinite_reason,
+)
 
 NAME = "attn_mlp_separation"
 ATTN, MLP = 0, 1

@@ -1,7 +1,7 @@
 """The contract every property follows: declared parameters in, a frozen Measurement out.
 
 A property never loads models, hooks modules or reads files; it reads an Activations object and
-returns numbers. Whether those numbers pass is decided elsewhere (geomcheck.expect), so the same
+returns numbers. Whether those numbers pass is decided elsewhere (geomcheck.spec.expect), so the same
 measurement serves fixed thresholds, baselines and side-by-side comparisons.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sklearn.decomposition import PCA
 
-from ..activations import Activations
-from ..sites import Site
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Site
 
 
 class PropertyParams(BaseModel):

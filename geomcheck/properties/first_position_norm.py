@@ -24,9 +24,18 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..activations import Activations
-from ..sites import Point, Site
-from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Point, Site
+from geomcheck.properties.base import (
+    Measurement,
+    Metric,
+    PropertyDef,
+    PropertyParams,
+    invalid,
+    measurement,
+    missing_reason,
+    nonfinite_reason,
+)
 
 NAME = "first_position_norm"
 BlockPoint = Literal["attn_out", "resid_mid", "mlp_out", "resid_post", "norm_attn", "norm_mlp"]

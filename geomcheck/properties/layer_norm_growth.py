@@ -25,9 +25,18 @@ import numpy as np
 from pydantic import Field
 from scipy.stats import spearmanr
 
-from ..activations import Activations
-from ..sites import Point, Site
-from .base import Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Point, Site
+from geomcheck.properties.base import (
+    Measurement,
+    Metric,
+    PropertyDef,
+    PropertyParams,
+    invalid,
+    measurement,
+    missing_reason,
+    nonfinite_reason,
+)
 
 NAME = "layer_norm_growth"
 

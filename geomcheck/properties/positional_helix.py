@@ -24,9 +24,18 @@ from pydantic import Field
 from scipy.optimize import minimize_scalar
 from scipy.signal import detrend
 
-from ..activations import Activations
-from ..sites import Point, Site
-from .base import deterministic_pca, Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, nonfinite_reason
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Point, Site
+from geomcheck.properties.base import (
+    Measurement,
+    Metric,
+    PropertyDef,
+    PropertyParams,
+    deterministic_pca,
+    invalid,
+    measurement,
+    nonfinite_reason,
+)
 
 NAME = "positional_helix"
 

@@ -30,9 +30,19 @@ import numpy as np
 from pydantic import Field
 from sklearn.metrics import silhouette_score
 
-from ..activations import Activations
-from ..sites import Point, Site
-from .base import deterministic_pca, Measurement, Metric, PropertyDef, PropertyParams, invalid, measurement, missing_reason, nonfinite_reason
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Point, Site
+from geomcheck.properties.base import (
+    Measurement,
+    Metric,
+    PropertyDef,
+    PropertyParams,
+    deterministic_pca,
+    invalid,
+    measurement,
+    missing_reason,
+    nonfinite_reason,
+)
 
 NAME = "sequence_structure"
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..paths import confined, safe_component
+from geomcheck.paths import confined, safe_component
 
 if TYPE_CHECKING:
-    from ..runner import CheckResult, GeomSession
+    from geomcheck.gate.results import CheckResult, SessionView
 
 DEFAULT_DIRECTORY = Path("reports")
 DISABLED = "none"
@@ -21,9 +21,9 @@ def _safe(text: str) -> str:
     return safe_component(text, "spec")
 
 
-def _model_key(session: GeomSession, model: str) -> str:
-    from ..errors import GeomcheckError
-    from ..models import resolve
+def _model_key(session: SessionView, model: str) -> str:
+    from geomcheck.errors import GeomcheckError
+    from geomcheck.models.loader import resolve
 
     loaded = session.models().get(model)
     if loaded is not None:
@@ -34,7 +34,7 @@ def _model_key(session: GeomSession, model: str) -> str:
         return _safe(model)
 
 
-def groups(session: GeomSession) -> dict[tuple[str, Path], list[CheckResult]]:
+def groups(session: SessionView) -> dict[tuple[str, Path], list[CheckResult]]:
     """The session's results by (model reference, spec path), in the order they ran."""
     grouped: dict[tuple[str, Path], list[CheckResult]] = {}
     for result in session.results:
@@ -42,7 +42,7 @@ def groups(session: GeomSession) -> dict[tuple[str, Path], list[CheckResult]]:
     return grouped
 
 
-def report_paths(session: GeomSession, report: str | None) -> dict[tuple[str, Path], Path]:
+def report_paths(session: SessionView, report: str | None) -> dict[tuple[str, Path], Path]:
     """Where each (model, spec) report goes.
 
     ``None``: ``reports/<model key>-<spec name>.html``. A path with one (model, spec) pair: that file,
@@ -90,14 +90,14 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(session: GeomSession, report: str | None) -> list[Path]:
+def write_reports(session: SessionView, report: str | None) -> list[Path]:
     """Write one HTML report per (model, spec) in ``session.results``; returns the paths written.
 
     ``report`` is a file or folder (see ``report_paths``); ``"none"`` writes nothing.
     """
     if report is not None and str(report).strip().lower() == DISABLED:
         return []
-    from .html import render_report
+    from geomcheck.report.html import render_report
 
     pairs = groups(session)
     written = []

@@ -17,13 +17,21 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from ..compare import CheckComparison, Comparison, per_layer
-from ..expect import format_value
-from ..models import LoadedModel
-from ..runner import GeomSession
-from . import write_atomically
-from .figures import FAIL_COLOUR, Figure, _f32, _figure, shade_pass_band
-from .html import PLOT_CONFIG, FigureBlock, _environment, _Figures, _plain, _versions, script_json
+from geomcheck.gate.compare import CheckComparison, Comparison, per_layer
+from geomcheck.gate.results import SessionView
+from geomcheck.models.loader import LoadedModel
+from geomcheck.report import write_atomically
+from geomcheck.report.figures import FAIL_COLOUR, Figure, _f32, _figure, shade_pass_band
+from geomcheck.report.html import (
+    PLOT_CONFIG,
+    FigureBlock,
+    _environment,
+    _Figures,
+    _plain,
+    _versions,
+    script_json,
+)
+from geomcheck.spec.expect import format_value
 
 A_COLOUR, B_COLOUR = "#1f77b4", "#ff7f0e"
 MAX_DRIFT_LINES = 12
@@ -64,7 +72,7 @@ class Row:
     figure: FigureBlock | None
 
 
-def render_compare(session: GeomSession, comparison: Comparison) -> str:
+def render_compare(session: SessionView, comparison: Comparison) -> str:
     """The full HTML text of one comparison."""
     models = session.models()
     figures = _Figures()
@@ -93,7 +101,7 @@ def render_compare(session: GeomSession, comparison: Comparison) -> str:
     return _environment().get_template("compare.html.j2").render(**context)
 
 
-def write_compare_report(session: GeomSession, comparison: Comparison, path: Path) -> Path:
+def write_compare_report(session: SessionView, comparison: Comparison, path: Path) -> Path:
     write_atomically(path, render_compare(session, comparison))
     return path
 

@@ -20,11 +20,11 @@ from plotly.subplots import make_subplots
 from sklearn.decomposition import PCA
 from sklearn.metrics.pairwise import cosine_distances
 
-from ..activations import Activations
-from ..layers import format_blocks
-from ..properties.base import Measurement
-from ..sites import Point, Site
-from ..spec import Check, Expectation
+from geomcheck.capture.activations import Activations
+from geomcheck.capture.sites import Point, Site
+from geomcheck.properties.base import Measurement
+from geomcheck.spec.layers import format_blocks
+from geomcheck.spec.schema import Check, Expectation
 
 MAX_POINTS = 10_000
 MAX_UMAP_POINTS = 2_000
@@ -263,7 +263,7 @@ def separation_figures(data: FigureInput) -> list[Figure]:
 def _separation_umap(x: np.ndarray, labels: np.ndarray, hover: list[str], rng: np.random.Generator, seed: int) -> Figure | None:
     # umap's nearest-neighbour kernels are numba functions marked cache=True: with a writable cache
     # directory they compile once per machine (about 15 s on 2 cores) instead of once per run.
-    from ..gguf_cache import cache_root
+    from geomcheck.models.gguf_cache import cache_root
 
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
     try:

@@ -22,14 +22,21 @@ import plotly.io as pio
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from .. import properties
-from ..expect import format_value
-from ..layers import format_blocks
-from ..inputs import InputSpec
-from ..models import LoadedModel
-from ..runner import CaptureRecord, CheckResult, GeomSession
-from ..spec import Spec
-from .figures import Figure, FigureInput, display_token, metric_figure, property_figures, token_text
+from geomcheck import properties
+from geomcheck.capture.inputs import InputSpec
+from geomcheck.gate.results import CaptureRecord, CheckResult, SessionView
+from geomcheck.models.loader import LoadedModel
+from geomcheck.report.figures import (
+    Figure,
+    FigureInput,
+    display_token,
+    metric_figure,
+    property_figures,
+    token_text,
+)
+from geomcheck.spec.expect import format_value
+from geomcheck.spec.layers import format_blocks
+from geomcheck.spec.schema import Spec
 
 VERSIONED_PACKAGES = ("geomcheck", "torch", "transformers", "numpy", "plotly", "scikit-learn", "umap-learn")
 EXAMPLE_TOKENS = 48
@@ -122,7 +129,7 @@ class _Figures:
         return block
 
 
-def render_report(session: GeomSession, model: str, spec: Spec, results: Sequence[CheckResult]) -> str:
+def render_report(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult]) -> str:
     """The full HTML text of one (model, spec) report."""
     loaded = session.models().get(model)
     captures = session.captures()
@@ -166,7 +173,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _section(session: GeomSession, model: str, spec: Spec, prop: str, results: Sequence[CheckResult],
+def _section(session: SessionView, model: str, spec: Spec, prop: str, results: Sequence[CheckResult],
              captures: Captures, figures: _Figures, loaded: LoadedModel | None) -> Section:
     definition = properties.REGISTRY.get(prop)
     checks = tuple(_row(result) for result in results)
@@ -244,7 +251,7 @@ def _measured(result: CheckResult) -> str:
     return "—"
 
 
-def _inputs(session: GeomSession, model: str, spec: Spec, results: Sequence[CheckResult], captures: Captures,
+def _inputs(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult], captures: Captures,
             loaded: LoadedModel | None) -> list[InputRow]:
     rows = []
     for input_spec in dict.fromkeys(session.inputs_for(spec, r.check) for r in results):

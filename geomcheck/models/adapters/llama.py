@@ -1,6 +1,6 @@
 """The LLaMA layout (RMSNorm, rotary positions), shared by Llama, Mistral, Qwen2/3 and SmolLM2."""
 
-from .table import ArchitectureTable
+from geomcheck.models.adapters.table import ArchitectureTable
 
 LLAMA = ArchitectureTable(
     family="llama",

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import SiteError
+from geomcheck.errors import SiteError
 
 
 class Point(str, Enum):

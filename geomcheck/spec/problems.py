@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 import annotated_types
 from pydantic import BaseModel, ValidationError
 
-from .errors import SpecProblem
+from geomcheck.errors import SpecProblem
 
 if TYPE_CHECKING:
-    from .yaml_positions import Located
+    from geomcheck.spec.yaml_positions import Located
 
 KeyPath = tuple[Union[str, int], ...]
 

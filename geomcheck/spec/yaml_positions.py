@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from .errors import SpecError, SpecProblem
-from .spec_problems import KeyPath, format_key_path, sentence
+from geomcheck.errors import SpecError, SpecProblem
+from geomcheck.spec.problems import KeyPath, format_key_path, sentence
 
 MAX_SPEC_BYTES = 1_000_000
 MAX_NODES = 100_000

@@ -1,6 +1,6 @@
-"""``geomcheck compare``: two checkpoints measured on identical inputs, check by check, gated on regressions.
+"""Two checkpoints' results side by side, check by check, gated on regressions (the run itself: geomcheck.compare_run).
 
-Both models run in one GeomSession, so every check reads the same InputSpec for A and B (and, when
+Both models run in one session, so every check reads the same InputSpec for A and B (and, when
 the tokenizers agree, the same token ids). A check *regresses* when it passes on A and fails on B;
 every check is gated, so one regression makes the exit code 1. Values that moved beyond the check's
 ``tolerance`` (A read as B's baseline) are reported but do not gate.
@@ -9,25 +9,19 @@ every check is gated, so one regression makes the exit code 1. Values that moved
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from . import baseline
-from .errors import GeomcheckError
-from .expect import format_value
-from .inputs import DEFAULT_TOKEN_BUDGET, InputSpec
-from .models import LoadOptions, resolve
-from .runner import CheckResult, GeomSession
-from .spec import Check, Spec
+from geomcheck.capture.inputs import InputSpec
+from geomcheck.gate import baseline
+from geomcheck.gate.results import CheckResult
+from geomcheck.spec.expect import format_value
+from geomcheck.spec.schema import Check, Spec
 
 Change = Literal["regressed", "fixed", "unchanged", "changed"]
 EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 3
-DEFAULT_DIRECTORY = Path("reports")
 
 
 @dataclass(frozen=True)
@@ -134,21 +128,6 @@ def _drift(a: CheckResult, b: CheckResult) -> tuple[str, ...]:
     return tuple(baseline.drift(baseline.snapshot(a.measurement), b.measurement, band))
 
 
-def compare(session: GeomSession, specs: Sequence[Spec], ref_a: str, ref_b: str) -> Comparison:
-    """Run every check of ``specs`` on A, then on B, in ``session``; raises GeomcheckError on load or input faults."""
-    runs = {ref: [session.run_check(spec, check, ref) for spec in specs for check in spec.checks] for ref in dict.fromkeys((ref_a, ref_b))}
-    rows = tuple(CheckComparison(a.spec, a.check, a, b, _drift(a, b)) for a, b in zip(runs[ref_a], runs[ref_b]))
-    captures = session.captures()
-    inputs = []
-    for input_spec in dict.fromkeys(session.inputs_for(spec, check) for spec in specs for check in spec.checks):
-        first, second = captures.get((ref_a, input_spec)), captures.get((ref_b, input_spec))
-        if first is None or second is None:
-            continue
-        same = first.batch.ids.shape == second.batch.ids.shape and bool(np.array_equal(first.batch.ids, second.batch.ids))
-        inputs.append(InputComparison(input_spec, first.batch.description, tuple(first.batch.ids.shape), same))
-    return Comparison(ref_a, ref_b, rows, tuple(inputs))
-
-
 def _value(value: float | None, check: Check) -> str:
     return "—" if value is None else format_value(value, check.expect)
 
@@ -188,53 +167,3 @@ def summary_table(comparison: Comparison) -> str:
     else:
         text.append("gate: passed, no check flipped from passed to failed")
     return "\n".join(text)
-
-
-@dataclass(frozen=True)
-class CompareOptions:
-    ref_a: str
-    ref_b: str
-    specs: tuple[str, ...] = ("specs",)
-    report: str | None = None
-    write_report: bool = True
-    load: LoadOptions = field(default_factory=LoadOptions)
-    token_budget: int | None = None
-
-
-def default_report_path(ref_a: str, ref_b: str) -> Path:
-    """``reports/compare-<A key>-vs-<B key>.html``."""
-    return DEFAULT_DIRECTORY / f"compare-{_key(ref_a)}-vs-{_key(ref_b)}.html"
-
-
-def _key(ref: str) -> str:
-    try:
-        return resolve(ref).key
-    except GeomcheckError:
-        return "".join(c if c.isalnum() or c in "-_." else "-" for c in ref)
-
-
-def run_compare(options: CompareOptions) -> int:
-    """``geomcheck compare``: exit 0 nothing regressed, 1 a check flipped from passed to failed, 3 an error."""
-    from .spec import load_specs
-
-    try:
-        specs = load_specs([Path(p) for p in options.specs])
-        session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, baselines=None)
-        comparison = compare(session, specs, options.ref_a, options.ref_b)
-    except GeomcheckError as exc:
-        print(f"geomcheck compare: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print(summary_table(comparison))
-    for row in comparison.regressions:
-        print(f"\nREGRESSED {row.spec.display_path}::{row.check.id}\n  A: {row.a.outcome.headline}\n  B: {row.b.outcome.headline}")
-    for row in comparison.errors:
-        side = row.a if row.a.outcome.status == "error" else row.b
-        print(f"\nERROR {row.spec.display_path}::{row.check.id}: {side.outcome.headline}", file=sys.stderr)
-    if options.write_report:
-        from .report.compare_html import write_compare_report
-
-        path = Path(options.report) if options.report else default_report_path(options.ref_a, options.ref_b)
-        if path.is_dir() or str(options.report or "").endswith(("/", "\\")):
-            path = path / default_report_path(options.ref_a, options.ref_b).name
-        print(f"report: {write_compare_report(session, comparison, path)}")
-    return comparison.exit_code

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .sites import Point, Site
+from geomcheck.capture.sites import Point, Site
 
 
 @dataclass

@@ -6,7 +6,6 @@ import dataclasses
 import fnmatch
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -28,10 +27,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .errors import SpecError, SpecProblem
-from .paths import MAX_NAME_LENGTH, is_safe_name, safe_component
-from .inputs import InputMode, InputSpec
-from .layers import (
+from geomcheck.capture.inputs import InputMode, InputSpec
+from geomcheck.errors import SpecError, SpecProblem
+from geomcheck.paths import MAX_NAME_LENGTH, is_safe_name, safe_component
+from geomcheck.spec.layers import (
     SELECTOR_FORMS,
     BlockRange,
     LayerSelector,
@@ -40,7 +39,7 @@ from .layers import (
     parse_selector,
     resolve_layers,
 )
-from .spec_problems import (
+from geomcheck.spec.problems import (
     KeyPath,
     closest,
     format_key_path,
@@ -48,10 +47,16 @@ from .spec_problems import (
     show_value,
     translate,
 )
-from .yaml_positions import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES, Located, read_yaml
+from geomcheck.spec.yaml_positions import (
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_SPEC_BYTES,
+    Located,
+    read_yaml,
+)
 
 if TYPE_CHECKING:
-    from .properties.base import PropertyDef
+    from geomcheck.properties.base import PropertyDef
 
 __all__ = [  # YAML reading and error wording moved out; everything stays importable from here
     "MAX_DEPTH", "MAX_NODES", "MAX_SEED", "MAX_SEQUENCES", "MAX_SPEC_BYTES", "MAX_TOKENS", "ROOT_MARKERS", "SOURCE_MODES",
@@ -70,7 +75,7 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 ROOT_MARKERS = (".git", "pyproject.toml")
 SOURCE_MODES = ("text", "dataset")
 
-# Mirrors the ``family`` of each table in geomcheck.adapters.TABLES (kept literal so reading a spec
+# Mirrors the ``family`` of each table in geomcheck.models.adapters.TABLES (kept literal so reading a spec
 # never imports torch); tests/test_spec.py checks the two agree.
 Family = Literal["gpt2", "llama"]
 Aggregation = Literal["aggregate", "per_layer"]
@@ -393,7 +398,7 @@ def project_root(path: Path) -> Path:
 def _registry(registry: Registry | None) -> Registry:
     if registry is not None:
         return registry
-    from .properties import REGISTRY
+    from geomcheck.properties import REGISTRY
 
     return REGISTRY
 

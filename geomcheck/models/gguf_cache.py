@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import ModelLoadError
+from geomcheck.errors import ModelLoadError
 
 MANIFEST = "geomcheck-manifest.json"
 CACHE_FORMAT = 1

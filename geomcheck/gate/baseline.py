@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .paths import confined, safe_component
-from .properties.base import Measurement
+from geomcheck import __version__
+from geomcheck.paths import confined, safe_component
+from geomcheck.properties.base import Measurement
 
 FORMAT = 1
 DEFAULT_ABS = 1e-6
@@ -82,7 +82,7 @@ def write_atomic(path: Path, data: Mapping[str, object]) -> None:
 
 
 def read(path: Path) -> dict[str, object]:
-    from .errors import GeomcheckError
+    from geomcheck.errors import GeomcheckError
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -16,10 +16,10 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from . import gguf_cache
-from .adapters import ArchitectureTable, table_for
-from .errors import ModelLoadError
-from .paths import safe_component
+from geomcheck.errors import ModelLoadError
+from geomcheck.models import gguf_cache
+from geomcheck.models.adapters import ArchitectureTable, table_for
+from geomcheck.paths import safe_component
 
 RANDOM_PREFIX = "random:"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ..plugin import SESSION_KEY, setting
+from geomcheck.pytest_plugin.plugin import SESSION_KEY, setting
 
 
 class ReportWriter:
@@ -22,7 +22,7 @@ class ReportWriter:
         geom = self.config.stash.get(SESSION_KEY, None)
         if geom is None or not geom.results:
             return
-        from . import write_reports
+        from geomcheck.report import write_reports
 
         self.paths = [str(p) for p in write_reports(geom, setting(self.config, "geom_report"))]
 

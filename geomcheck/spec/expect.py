@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
-from .layers import format_blocks
+from geomcheck.spec.layers import format_blocks
 
 if TYPE_CHECKING:
-    from .properties.base import Measurement
-    from .spec import Check, Expectation
+    from geomcheck.properties.base import Measurement
+    from geomcheck.spec.schema import Check, Expectation
 
 Status = Literal["passed", "failed", "skipped", "error"]
 MAX_LISTED_LAYERS = 8

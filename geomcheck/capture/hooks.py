@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .activations import Activations, BlockVerification, SiteStats
-from .errors import VerificationError
-from .inputs import TokenBatch
-from .models import LoadedModel
-from .sites import Point, Site, all_sites, select_sites
+from geomcheck.capture.activations import Activations, BlockVerification, SiteStats
+from geomcheck.capture.inputs import TokenBatch
+from geomcheck.capture.sites import Point, Site, all_sites, select_sites
+from geomcheck.errors import VerificationError
+from geomcheck.models.loader import LoadedModel
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import UnsupportedArchitectureError
-from .gpt2 import GPT2
-from .llama import LLAMA
-from .table import ArchitectureTable, PositionScheme
+from geomcheck.errors import UnsupportedArchitectureError
+from geomcheck.models.adapters.gpt2 import GPT2
+from geomcheck.models.adapters.llama import LLAMA
+from geomcheck.models.adapters.table import ArchitectureTable, PositionScheme
 
 TABLES: tuple[ArchitectureTable, ...] = (GPT2, LLAMA)
 

@@ -1,6 +1,6 @@
 """GPT-2: learned absolute positions, LayerNorm before attention and MLP, no BOS by convention."""
 
-from .table import ArchitectureTable
+from geomcheck.models.adapters.table import ArchitectureTable
 
 GPT2 = ArchitectureTable(
     family="gpt2",

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from .errors import GeomcheckError, InputError, SpecError
-from .inputs import check_budget
-from .models import LoadOptions, resolve
-from .plugin import MODELS_KEY, SESSION_KEY, setting
-from .runner import BaselineOptions, CheckResult, GeomSession
-from .spec import Check, Spec, load_spec
-
+from geomcheck.capture.inputs import check_budget
+from geomcheck.errors import GeomcheckError, InputError, SpecError
+from geomcheck.models.loader import LoadOptions, resolve
+from geomcheck.pytest_plugin.plugin import MODELS_KEY, SESSION_KEY, setting
+from geomcheck.runner import BaselineOptions, CheckResult, GeomSession
+from geomcheck.spec.schema import Check, Spec, load_spec
 
 
 def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
-    from .inputs import DEFAULT_TOKEN_BUDGET
+    from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 
     config.stash[MODELS_KEY] = models
     options = LoadOptions(

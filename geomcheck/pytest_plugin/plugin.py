@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other projects' runs stay fast
-    from .runner import GeomSession  # noqa: F401  (named in the StashKey annotation)
+    from geomcheck.runner import GeomSession  # noqa: F401  (named in the StashKey annotation)
 
 SESSION_KEY = pytest.StashKey["GeomSession"]()
 MODELS_KEY = pytest.StashKey[list[str]]()
@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "dist", "no") == "load":
         # All checks of one model go to one xdist worker, so each model is loaded and captured once.
         config.option.dist = "loadgroup"
-    from .collect import build_session
+    from geomcheck.pytest_plugin.collect import build_session
 
     config.stash[SESSION_KEY] = build_session(config, list(models))
     spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
@@ -75,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args = list(config.args) + [str(p) for p in spec_paths if str(p) not in config.args]
     if str(setting(config, "geom_report") or "").lower() != "none":
         # Registered on xdist workers too: the worker that ran a model's checks holds its measurements.
-        from .report.pytest_reporter import ReportWriter
+        from geomcheck.pytest_plugin.reporter import ReportWriter
 
         config.pluginmanager.register(ReportWriter(config), "geomcheck-report")
 
@@ -102,7 +102,7 @@ def is_spec_file(path: Path, spec_paths: list[Path]) -> bool:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if SESSION_KEY in parent.config.stash and is_spec_file(file_path, parent.config.stash[SPEC_PATHS_KEY]):
-        from .collect import SpecFile
+        from geomcheck.pytest_plugin.collect import SpecFile
 
         return SpecFile.from_parent(parent, path=file_path)
     return None

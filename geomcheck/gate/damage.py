@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import LoadedModel
-from .spec import Inputs, Spec
+from geomcheck.models.loader import LoadedModel
+from geomcheck.spec.schema import Inputs, Spec
 
 NOISE_SCALES = (0.01, 0.03, 0.1, 0.3)
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import InputError
+from geomcheck.errors import InputError
 
 InputMode = Literal["corpus", "text", "dataset", "single_token", "repeated_token"]
 INPUT_MODES: tuple[str, ...] = ("corpus", "text", "dataset", "single_token", "repeated_token")
