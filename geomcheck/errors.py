@@ -20,16 +20,33 @@ class ModelLoadError(GeomcheckError, OSError):
 
 
 class UnsupportedArchitectureError(GeomcheckError, ValueError):
-    """No adapter table knows the model's module layout."""
+    """No adapter table knows the model's module layout, or the architecture cannot be captured at all."""
 
-    def __init__(self, model_type: str, supported: tuple[str, ...]) -> None:
+    def __init__(self, model_type: str, supported: tuple[str, ...], reason: str | None = None, fixable: bool = True) -> None:
         self.model_type = model_type
         self.supported = supported
-        super().__init__(
-            f"architecture {model_type!r} has no geomcheck adapter; supported model types: "
-            f"{', '.join(sorted(supported))}. To add one, describe its module layout as an "
-            "ArchitectureTable in geomcheck/adapters/ and register it in geomcheck/adapters/__init__.py"
-        )
+        self.reason = reason
+        self.fixable = fixable
+        text = f"architecture {model_type!r} is not supported by geomcheck"
+        if reason:
+            text += f": {reason}"
+        if fixable:
+            text += (
+                ". To add it without editing geomcheck, declare its module layout in an adapters.yaml "
+                "(next to your specs, or via --geom-adapters / $GEOMCHECK_ADAPTERS) or publish an ArchitectureTable "
+                "under the 'geomcheck.adapters' entry-point group; see docs/architectures.md. "
+                f"Built-in tables: {', '.join(sorted(supported))}"
+            )
+        super().__init__(text)
+
+
+class AdapterFileError(GeomcheckError, ValueError):
+    """A user-declared adapter table (adapters.yaml or an entry point) is malformed."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"adapter table {where} {problem}. Remedy: see docs/architectures.md for the adapters.yaml format")
 
 
 class SiteError(GeomcheckError, ValueError):

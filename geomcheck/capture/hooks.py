@@ -16,10 +16,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from geomcheck.capture.activations import Activations, BlockVerification, SiteStats
+from geomcheck.capture.activations import (
+    Activations,
+    BlockVerification,
+    SiteStats,
+    sequence_groups,
+)
 from geomcheck.capture.inputs import TokenBatch
-from geomcheck.capture.sites import Point, Site, all_sites, select_sites
+from geomcheck.capture.sites import BLOCK_POINTS, Point, Site, all_sites, select_sites
 from geomcheck.errors import VerificationError
+from geomcheck.models.adapters import ArchitectureTable
 from geomcheck.models.loader import LoadedModel
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}
@@ -38,10 +44,22 @@ class CapturePlan:
     verify: bool = True
     progress: bool | None = None
     seed: int = 0
+    groups: int = 8  # sequence groups for the jackknife standard errors (see geomcheck.gate.uncertainty)
 
 
 def model_sites(loaded: LoadedModel) -> list[Site]:
-    return all_sites(loaded.n_blocks, learned_positions=loaded.learned_positions)
+    points = block_points(loaded.table, loaded.table.block_modules(loaded.base)[0])
+    return all_sites(loaded.n_blocks, learned_positions=loaded.table.pos_embed is not None, block_points=points)
+
+
+def block_points(table: ArchitectureTable, block: nn.Module) -> tuple[Point, ...]:
+    """The block sites this table's scheme offers, judged on the first block's modules."""
+    present = {
+        Point.NORM_ATTN: table.find(block, table.norm_attn) is not None,
+        Point.RESID_MID: table.mid_module(block) is not None,
+        Point.NORM_MLP: table.find(block, table.norm_mlp) is not None,
+    }
+    return tuple(point for point in BLOCK_POINTS if present.get(point, True))
 
 
 def _matching(available: list[Site], patterns: tuple[str, ...]) -> set[Site]:
@@ -68,14 +86,17 @@ def sample_index(n_seq: int, length: int, count: int, seed: int, skip_first: int
 class _Reducer:
     """Streams one site's activations into SiteStats."""
 
-    def __init__(self, stats: SiteStats, index: np.ndarray) -> None:
+    def __init__(self, stats: SiteStats, index: np.ndarray, groups: np.ndarray) -> None:
         self.stats = stats
         self.index = index
+        self.groups = groups
         self.rows: slice = slice(0, 0)
+        self.spans: list[tuple[int, int, int]] = []
         self.offset = 0
 
     def start_batch(self, rows: slice) -> None:
         self.rows = rows
+        self.spans = _group_spans(self.groups, rows)
 
     def update(self, x: torch.Tensor) -> None:
         x = x.detach()
@@ -90,11 +111,14 @@ class _Reducer:
             x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
             norms = torch.linalg.vector_norm(x, dim=-1)
         self.stats.norms[self.rows] = norms.cpu().numpy()
+        # Per sequence group (contiguous rows), so the jackknife can leave a group out later.
         # max |x| as max(amax, -amin): two reductions, no temporary the size of x.
-        peak = torch.maximum(x.amax(dim=(0, 2)), x.amin(dim=(0, 2)).neg())
-        np.maximum(self.stats.max_abs, peak.cpu().numpy(), out=self.stats.max_abs)
-        if self.stats.position_sum is not None:
-            self.stats.position_sum += x.sum(dim=0, dtype=torch.float64).cpu().numpy()
+        for group, lo, hi in self.spans:
+            part = x[lo:hi]
+            peak = torch.maximum(part.amax(dim=(0, 2)), part.amin(dim=(0, 2)).neg())
+            np.maximum(self.stats.group_max_abs[group], peak.cpu().numpy(), out=self.stats.group_max_abs[group])
+            if self.stats.group_position_sum is not None:
+                self.stats.group_position_sum[group] += part.sum(dim=0).cpu().numpy()
         if self.stats.samples is not None:
             in_batch = (self.index[:, 0] >= self.rows.start) & (self.index[:, 0] < self.rows.stop)
             where = np.flatnonzero(in_batch)
@@ -102,6 +126,13 @@ class _Reducer:
                 seq = torch.from_numpy(self.index[where, 0] - self.rows.start)
                 pos = torch.from_numpy(self.index[where, 1])
                 self.stats.samples[where] = x[seq.to(x.device), pos.to(x.device)].cpu().numpy()
+
+
+def _group_spans(groups: np.ndarray, rows: slice) -> list[tuple[int, int, int]]:
+    """(group, first, end) row ranges within a batch, relative to the batch; groups are contiguous."""
+    ids = groups[rows]
+    cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(ids)]
+    return [(int(ids[a]), a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 class _Verifier:
@@ -184,17 +215,20 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
     sampled = _matching(selected, plan.sampled)
     n_seq, length = batch.ids.shape
     index = sample_index(n_seq, length, plan.samples, plan.seed, plan.skip_first_positions_in_samples)
+    groups = sequence_groups(n_seq, plan.groups)
+    n_groups = int(groups.max()) + 1
     width = loaded.hidden_size
     stats = {
         site: SiteStats(
             norms=np.zeros((n_seq, length), dtype=np.float32),
             max_abs=np.zeros(length, dtype=np.float32),
-            position_sum=np.zeros((length, width), dtype=np.float64) if site in means else None,
             samples=np.zeros((len(index), width), dtype=np.float32) if site in sampled else None,
+            group_max_abs=np.zeros((n_groups, length), dtype=np.float32),
+            group_position_sum=np.zeros((n_groups, length, width), dtype=np.float32) if site in means else None,
         )
         for site in selected
     }
-    reducers = {site: _Reducer(s, index) for site, s in stats.items()}
+    reducers = {site: _Reducer(s, index, groups) for site, s in stats.items()}
     dtype = next(loaded.model.parameters()).dtype
     verifier = _Verifier(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
     handles = _install_hooks(loaded, reducers, verifier)
@@ -212,15 +246,19 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
             with torch.inference_mode():
                 out = loaded.base(input_ids=ids[rows].to(device), output_hidden_states=full_check, use_cache=False)
                 if full_check:
-                    verifier.compare(out.hidden_states, loaded.table.resolve(loaded.base, loaded.table.final_norm))
+                    verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm) or nn.Identity())
             del out
     finally:
         for handle in handles:
             handle.remove()
     position_table = None
-    if loaded.table.pos_embed is not None:
+    if loaded.table.pos_embed is not None and loaded.table.position_scheme == "learned":
         weight = loaded.table.resolve(loaded.base, loaded.table.pos_embed).weight
-        position_table = weight.detach().float().cpu().numpy().copy()
+        position_table = weight[loaded.table.pos_embed_offset :].detach().float().cpu().numpy().copy()
+    for site_stats in stats.values():  # totals from the group partials, summed in float64
+        site_stats.max_abs = site_stats.group_max_abs.max(axis=0)
+        if site_stats.group_position_sum is not None:
+            site_stats.position_sum = site_stats.group_position_sum.sum(axis=0, dtype=np.float64)
     verification = [BlockVerification(i, float(e)) for i, e in enumerate(verifier.worst)] if verifier else []
     return Activations(
         model=loaded.ref.text,
@@ -235,6 +273,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
         verification=verification,
         seed=plan.seed,
         input_description=batch.description,
+        groups=groups,
     )
 
 
@@ -251,15 +290,21 @@ def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier
 
         return call_all
 
+    # Leading (sequence, position) shape of the block running now: OPT-style MLPs flatten tokens to
+    # (tokens, width), and every reducer expects (sequences, positions, width).
+    lead: list[torch.Size] = [torch.Size()]
+
     def output_hook(fn: Callable[[torch.Tensor], None]):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            fn(_first(output))
+            x = _first(output)
+            fn(x.view(*lead[0], x.shape[-1]) if x.dim() == 2 and len(lead[0]) == 2 else x)
 
         return hook
 
     def input_hook(fn: Callable[[torch.Tensor], None]):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            fn(_hidden_input(args, kwargs))
+            x = _hidden_input(args, kwargs)
+            fn(x.view(*lead[0], x.shape[-1]) if x.dim() == 2 and len(lead[0]) == 2 else x)
 
         return hook
 
@@ -277,32 +322,53 @@ def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier
         if live:
             handles.append(module.register_forward_pre_hook(input_hook(fan_out(live)), with_kwargs=True))
 
+    scale = table.contribution_scale(loaded.model.config)
+
+    def add_contribution(module: nn.Module, *fns: Callable[[torch.Tensor], None] | None) -> None:
+        """A sublayer's output as added to the residual: times the residual multiplier where there is one."""
+        live = [f for f in fns if f is not None]
+        if live and scale is not None:
+            live = [lambda x, fn=fan_out(live): fn(x * scale)]
+        add_output(module, *live)
+
+    parallel = table.scheme == "parallel"
+    # A parallel block may run its MLP before its attention, and Falcon adds the attention output into
+    # the MLP's output in place: keep a copy of the first row and rebuild when the block returns.
+    pending_mlp: dict[int, torch.Tensor] = {}
+
     if table.pos_embed is not None:
         add_output(table.resolve(base, table.pos_embed), feed(Site(None, Point.POS_EMBED)))
-    add_output(table.resolve(base, table.final_norm), feed(Site(None, Point.FINAL_NORM)))
+    final_norm = table.find(base, table.final_norm)
+    if final_norm is not None:
+        add_output(final_norm, feed(Site(None, Point.FINAL_NORM)))
     for i, block in enumerate(blocks):
         v = verifier
         add_input(
             block,
+            lambda x: lead.__setitem__(0, x.shape[:-1]),
             feed(Site(None, Point.EMBED)) if i == 0 else None,
             (lambda x, i=i: v.record_resid_pre(i, x)) if v else None,
         )
-        add_output(table.resolve(block, table.norm_attn), feed(Site(i, Point.NORM_ATTN)))
-        add_output(
+        norm_attn, norm_mlp, mid = table.find(block, table.norm_attn), table.find(block, table.norm_mlp), table.mid_module(block)
+        if norm_attn is not None:
+            add_output(norm_attn, feed(Site(i, Point.NORM_ATTN)))
+        add_contribution(
             table.resolve(block, table.attn),
             feed(Site(i, Point.ATTN_OUT)),
             (lambda x, i=i: v.record_attn(i, x)) if v else None,
         )
-        add_input(
-            table.resolve(block, table.norm_mlp),
-            feed(Site(i, Point.RESID_MID)),
-            (lambda x, i=i: v.record_mid(i, x)) if v else None,
-        )
-        add_output(table.resolve(block, table.norm_mlp), feed(Site(i, Point.NORM_MLP)))
-        add_output(
-            table.resolve(block, table.mlp),
-            feed(Site(i, Point.MLP_OUT)),
-            (lambda x, i=i: v.finish_block(i, x)) if v else None,
-        )
+        if mid is not None:
+            add_input(mid, feed(Site(i, Point.RESID_MID)), (lambda x, i=i: v.record_mid(i, x)) if v else None)
+        if norm_mlp is not None:
+            add_output(norm_mlp, feed(Site(i, Point.NORM_MLP)))
+        if not v:
+            finish = None
+        elif parallel:
+            finish = lambda x, i=i: pending_mlp.__setitem__(i, x.detach()[:1].clone())  # noqa: E731
+        else:
+            finish = lambda x, i=i: v.finish_block(i, x)  # noqa: E731
+        add_contribution(table.resolve(block, table.mlp), feed(Site(i, Point.MLP_OUT)), finish)
+        if v and parallel:
+            add_output(block, lambda x, i=i: v.finish_block(i, pending_mlp.pop(i)))
         add_output(block, feed(Site(i, Point.RESID_POST)), (lambda x, i=i: v.block_output(i, x)) if v else None)
     return handles

@@ -75,13 +75,17 @@ class Site:
             ) from None
 
 
-def all_sites(n_blocks: int, *, learned_positions: bool) -> list[Site]:
-    """Every site a model offers, in forward-pass order."""
+def all_sites(n_blocks: int, *, learned_positions: bool, block_points: tuple[Point, ...] = BLOCK_POINTS) -> list[Site]:
+    """Every site a model offers, in forward-pass order.
+
+    ``block_points`` is what the block scheme offers (docs/architectures.md): a parallel block has
+    no resid_mid, a block without pre-sublayer norms (OLMo-2) has no norm_attn / norm_mlp.
+    """
     sites = [Site(None, Point.EMBED)]
     if learned_positions:
         sites.append(Site(None, Point.POS_EMBED))
     for block in range(n_blocks):
-        sites.extend(Site(block, point) for point in BLOCK_POINTS)
+        sites.extend(Site(block, point) for point in block_points)
     sites.append(Site(None, Point.FINAL_NORM))
     return sites
 

@@ -18,7 +18,8 @@ from torch import nn
 
 from geomcheck.errors import ModelLoadError
 from geomcheck.models import gguf_cache
-from geomcheck.models.adapters import ArchitectureTable, table_for
+from geomcheck.models.adapters import ArchitectureTable, adapter_for, check_model_type
+from geomcheck.models.gguf_header import check_gguf_architecture
 from geomcheck.paths import safe_component
 
 RANDOM_PREFIX = "random:"
@@ -175,6 +176,8 @@ class LoadedModel:
         return {
             "model_type": self.model.config.model_type,
             "family": self.table.family,
+            "block_scheme": self.table.scheme,
+            "adapter": self.table.origin,
             "blocks": self.n_blocks,
             "hidden_size": self.hidden_size,
             "position_scheme": self.table.position_scheme,
@@ -194,6 +197,8 @@ class LoadOptions:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     cache_dir: Path | None = None
+    # adapters.yaml files declaring tables for model types geomcheck does not know (docs/architectures.md)
+    adapters: tuple[Path, ...] = ()
 
 
 def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel:
@@ -214,7 +219,7 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
     kwargs = _loading_kwargs(ref, directory, options)
     tokenizer = _load_tokenizer(ref, directory, options)
     config = AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
-    table = table_for(config.model_type)
+    check_model_type(config.model_type)  # refuse encoders and the like before any weights load
     if options.device == AUTO_DEVICE:
         kwargs["device_map"] = AUTO_DEVICE
     try:
@@ -231,12 +236,31 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
     model.eval()
     if options.device not in ("cpu", AUTO_DEVICE):
         model.to(options.device)
+    table = adapter_for(model, adapter_files=options.adapters)
     loaded = LoadedModel(ref, model, tokenizer, table, source, time.perf_counter() - started, options.seed)
+    loaded.notes.extend(adapter_notes(table))
     if options.device == AUTO_DEVICE:
         if not getattr(model, "hf_device_map", None):
             # transformers 5 records no map when everything landed on one device; say which one.
             model.hf_device_map = {"": str(next(model.parameters()).device)}
         loaded.notes.append(f"device_map auto: {placement_summary(model)}")
+    return loaded
+
+
+def adapter_notes(table: ArchitectureTable) -> list[str]:
+    """What every output should say about an adapter geomcheck did not ship (inferred or user-declared)."""
+    if table.origin == "builtin":
+        return []
+    return [f"adapter {table.origin}: {table.describe()}"]
+
+
+def from_model(model: nn.Module, text: str, *, tokenizer: object = None, seed: int = 0, adapters: tuple[Path, ...] = ()) -> LoadedModel:
+    """Wrap a model already in memory (tests, benchmarks), choosing its adapter exactly as ``load`` does."""
+    model.eval()
+    table = adapter_for(model, adapter_files=adapters)
+    ref = ModelRef(text, "hub", text.removeprefix(RANDOM_PREFIX), text.startswith(RANDOM_PREFIX))
+    loaded = LoadedModel(ref, model, tokenizer, table, "in memory", 0.0, seed)
+    loaded.notes.extend(adapter_notes(table))
     return loaded
 
 
@@ -265,8 +289,10 @@ def _local_directory(ref: ModelRef, options: LoadOptions) -> tuple[str, str]:
         path = packaged.locate()
         if path is None:
             raise ModelLoadError(ref.text, f"the package {packaged.package} is not installed", packaged.install)
+        check_gguf_architecture(path)
         return str(gguf_cache.dequantized_directory(path, options.cache_dir)), f"{path} (package {packaged.package})"
     if ref.kind == "gguf":
+        check_gguf_architecture(Path(ref.target))  # from the header: refuse before dequantizing
         return str(gguf_cache.dequantized_directory(Path(ref.target), options.cache_dir)), ref.target
     if ref.kind == "directory":
         return ref.target, ref.target

@@ -1,0 +1,52 @@
+"""Model types refused up front, with the reason an adapter cannot fix.
+
+Encoders (BERT, RoBERTa, MiniLM, MPNet and kin) are refused rather than supported: their blocks are
+post-norm, ``LayerNorm(x + sublayer(x))``, so no residual stream exists that attn_out and mlp_out are
+added to, and they attend bidirectionally, so "position" and "next-token geometry" mean something
+else. Encoder-decoders read an encoder through cross-attention; state-space and recurrent stacks
+have no attention + MLP blocks at all. The inferred path would refuse most of these too, but only
+after loading the weights and with a less useful message.
+"""
+
+from __future__ import annotations
+
+ENCODER = (
+    "a bidirectional encoder with post-norm blocks (LayerNorm after each residual add): there is no residual "
+    "stream for attn_out and mlp_out to add to, and no adapter can change that; use a decoder-only causal LM"
+)
+ENCODER_DECODER = (
+    "an encoder-decoder (seq2seq) model: its decoder blocks read the encoder through cross-attention, so a "
+    "decoder-only capture does not apply; use a decoder-only causal LM"
+)
+RECURRENT = (
+    "a state-space / recurrent model: its blocks hold no attention + MLP pair whose outputs add to a residual "
+    "stream in the way geomcheck's sites assume"
+)
+POST_NORM_DECODER = (
+    "a post-norm decoder (LayerNorm after each residual add): there is no residual stream for attn_out and "
+    "mlp_out to add to, and no adapter can change that"
+)
+
+REFUSED: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "bert", "bert-generation", "big_bird", "camembert", "data2vec-text", "electra", "ernie", "megatron-bert",
+            "rembert", "roberta", "roc_bert", "roformer", "xlm", "xlm-roberta", "xmod", "mpnet", "distilbert",
+            "modernbert", "albert", "deberta", "deberta-v2",
+        ),
+        ENCODER,
+    ),
+    **dict.fromkeys(
+        (
+            "bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "marian", "mbart", "mvp", "pegasus",
+            "plbart", "prophetnet", "trocr", "whisper", "musicgen", "musicgen_melody", "t5", "mt5", "umt5",
+        ),
+        ENCODER_DECODER,
+    ),
+    **dict.fromkeys(("mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm", "recurrent_gemma"), RECURRENT),
+    **dict.fromkeys(("openai-gpt",), POST_NORM_DECODER),
+}
+
+
+def refusal_for(model_type: str) -> str | None:
+    return REFUSED.get(model_type)
