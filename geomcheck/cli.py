@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", default=None, help="HTML report path (default reports/<model>-<spec>.html)")
     run.add_argument("--no-report", action="store_true")
     run.add_argument("--token-budget", type=int, default=None)
-    run.add_argument("--update", action="store_true", help="record every measured value as the new baseline")
+    run.add_argument("--update", action="store_true",
+                     help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
+    run.add_argument("--force-update", action="store_true", help="like --update, but record failing checks too")
     run.add_argument("--baseline-dir", default="baselines", help="where baselines live (default: baselines/)")
     run.add_argument("--no-baseline", action="store_true", help="fixed expectations only; no baselines read or written")
     _add_model_options(run)
@@ -180,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_report=not args.no_report,
         load=_load_options(args),
         token_budget=args.token_budget,
-        baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update),
+        baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update, force=args.force_update),
     )
     return run_cli(options)
 

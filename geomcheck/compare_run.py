@@ -13,10 +13,9 @@ from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 from geomcheck.errors import GeomcheckError
 from geomcheck.gate.compare import (
     EXIT_ERROR,
-    CheckComparison,
     Comparison,
     InputComparison,
-    _drift,
+    compare_pair,
     summary_table,
 )
 from geomcheck.models.loader import LoadOptions, resolve
@@ -29,7 +28,7 @@ DEFAULT_DIRECTORY = Path("reports")
 def compare(session: GeomSession, specs: Sequence[Spec], ref_a: str, ref_b: str) -> Comparison:
     """Run every check of ``specs`` on A, then on B, in ``session``; raises GeomcheckError on load or input faults."""
     runs = {ref: [session.run_check(spec, check, ref) for spec in specs for check in spec.checks] for ref in dict.fromkeys((ref_a, ref_b))}
-    rows = tuple(CheckComparison(a.spec, a.check, a, b, _drift(a, b)) for a, b in zip(runs[ref_a], runs[ref_b]))
+    rows = tuple(compare_pair(a, b) for a, b in zip(runs[ref_a], runs[ref_b]))
     captures = session.captures()
     inputs = []
     for input_spec in dict.fromkeys(session.inputs_for(spec, check) for spec in specs for check in spec.checks):

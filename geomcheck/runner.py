@@ -6,11 +6,14 @@ in either place and the captured activations are shared by every check that uses
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from geomcheck import properties
 from geomcheck.capture.hooks import CapturePlan, capture
@@ -23,8 +26,10 @@ from geomcheck.capture.inputs import (
 from geomcheck.errors import GeomcheckError
 from geomcheck.gate import baseline
 from geomcheck.gate.results import CaptureRecord, CheckResult
+from geomcheck.gate.uncertainty import with_uncertainty
+from geomcheck.models.fingerprint import weights_fingerprint
 from geomcheck.models.loader import LoadedModel, LoadOptions, load, resolve
-from geomcheck.properties.base import Measurement
+from geomcheck.properties.base import Measurement, Wanted
 from geomcheck.spec.expect import Outcome, errored, evaluate
 from geomcheck.spec.layers import resolve_layers
 from geomcheck.spec.schema import Check, Spec
@@ -36,6 +41,7 @@ class BaselineOptions:
 
     root: Path = Path("baselines")
     update: bool = False
+    force: bool = False  # with update: record checks whose fixed expectations fail too
     ci: bool = field(default_factory=lambda: os.environ.get("CI", "").lower() in ("1", "true", "yes"))
 
 
@@ -49,7 +55,10 @@ class GeomSession:
     _models: dict[str, LoadedModel] = field(default_factory=dict)
     _recorded: dict[Path, dict] = field(default_factory=dict)
     _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
+    _not_recorded: dict[Path, list[str]] = field(default_factory=dict)
+    used_baselines: dict[tuple[str, Path], Path | None] = field(default_factory=dict)
     _measurements: dict[tuple, Measurement] = field(default_factory=dict)
+    _fingerprints: dict[str, str] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -117,65 +126,113 @@ class GeomSession:
         reason = prop.applies(record.activations)
         if reason:
             return Outcome.skip(reason, check=check, model=ref), None
-        # Two checks on different metrics of one measurement (probe accuracy and Fisher ratio) share it.
+        # Two checks on different metrics of one measurement (probe accuracy and Fisher ratio) share it,
+        # and its standard errors cover the metrics of every check that reads it.
         key = (ref, input_spec, check.property, check.params.model_dump_json(), layers)
         if key not in self._measurements:
-            self._measurements[key] = prop.measure(record.activations, check.params, layers)
+            wanted = self._wanted(spec, check, input_spec)
+            measured = prop.measure(record.activations, check.params, layers)
+            self._measurements[key] = with_uncertainty(prop, record.activations, check.params, layers, measured, wanted)
         measurement = self._measurements[key]
         outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
         if self.baselines is not None:
             outcome = self._against_baseline(spec, check, ref, measurement, outcome)
         return outcome, measurement
 
+    def _wanted(self, spec: Spec, check: Check, input_spec: InputSpec) -> Wanted:
+        """The metrics (and whether per layer) that the checks sharing this measurement need errors for."""
+        sharing = [
+            other for other in spec.checks
+            if (other.property, other.params, other.layers) == (check.property, check.params, check.layers)
+            and self.inputs_for(spec, other) == input_spec
+        ]
+        return Wanted(frozenset(other.metric for other in sharing), per_layer=any(other.gates_per_layer for other in sharing))
+
     def baseline_file(self, spec: Spec, ref: str) -> Path:
         assert self.baselines is not None
         return baseline.baseline_path(self.baselines.root, self.model(ref).ref.key, spec.name)
 
     def _against_baseline(self, spec: Spec, check: Check, ref: str, measurement: Measurement, outcome: Outcome) -> Outcome:
-        """Queue the measurement for recording, and fail the check when it drifted from the baseline."""
+        """Queue the measurement for recording (with --update), else test it against the recorded distribution."""
         options = self.baselines
         assert options is not None
         path = self.baseline_file(spec, ref)
-        entries = self._pending.setdefault(path, (ref, spec.name, {}))[2]
-        entries[check.id] = baseline.snapshot(measurement)
         if options.update:
+            if outcome.status == "passed" or options.force:
+                entries = self._pending.setdefault(path, (ref, spec.name, {}))[2]
+                entries[check.id] = baseline.entry(check, measurement, self._inputs_fingerprint(spec, check, ref), self._model_fingerprint(ref))
+            else:
+                self._not_recorded.setdefault(path, []).append(check.id)
             return outcome
         if path not in self._recorded:
             self._recorded[path] = baseline.read(path) if path.is_file() else {}
         recorded = self._recorded[path].get("checks", {}).get(check.id) if self._recorded[path] else None
+        self.used_baselines[(ref, spec.path)] = path if self._recorded[path] else None
         if recorded is None:
             missing = f"no baseline for check {check.id!r} in {path}"
+            remedy = f"record one with: pytest --geom-model={ref} --geom-spec={spec.display_path} --geom-update, and commit it"
             if options.ci:
-                remedy = f"create it with: pytest --geom-model={ref} --geom-spec {spec.display_path} --geom-update, and commit it"
                 return replace(outcome, status="failed", headline=f"{check.property}[{ref}]: {missing} ({check.location})", details=(remedy, *outcome.details))
-            print(f"geomcheck: warning: {missing}; recording one now (in CI this fails)", file=sys.stderr)
+            print(f"geomcheck: warning: {missing} (in CI this fails); {remedy}", file=sys.stderr)
             return outcome
-        band = baseline.ToleranceBand(**check.tolerance.model_dump()) if check.tolerance else baseline.ToleranceBand()
-        moved = baseline.drift(recorded, measurement, band)
+        verdict = baseline.against(check, properties.get(check.property), recorded, measurement)
+        moved = verdict.alarms
         if not moved:
             return outcome
-        headline = f"{check.property}[{ref}] drifted from its baseline in {len(moved)} value(s) ({check.location})"
+        what = f"drifted from its baseline in {len(moved)} of {verdict.tested} gated value(s)"
+        headline = f"{check.property}[{ref}] {what} ({check.location})"
         if outcome.status == "failed":
-            headline = outcome.headline + f"; also drifted from its baseline in {len(moved)} value(s)"
-        details = (*outcome.details, f"baseline: {path}", *moved[:12], *(["..."] if len(moved) > 12 else []))
+            headline = outcome.headline + f"; also {what}"
+        gate = verdict.result.settings.describe() if verdict.result is not None else ""
+        details = (*outcome.details, f"baseline: {path} ({gate})", *moved[:12], *(["..."] if len(moved) > 12 else []))
         return replace(outcome, status="failed", headline=headline, details=details)
 
+    def _inputs_fingerprint(self, spec: Spec, check: Check, ref: str) -> dict[str, object]:
+        input_spec = self.inputs_for(spec, check)
+        record = self.capture(ref, input_spec)
+        source = input_spec.source
+        return {
+            "mode": input_spec.mode,
+            "source": Path(source).name if input_spec.mode == "text" and source else source,
+            "sequences": int(record.batch.ids.shape[0]),
+            "tokens": int(record.batch.ids.shape[1]),
+            "seed": input_spec.seed,
+            "bos": bool(record.batch.bos),
+            "token_ids_sha256": hashlib.sha256(np.ascontiguousarray(record.batch.ids).tobytes()).hexdigest()[:16],
+            "groups": record.activations.n_groups,
+        }
+
+    def _model_fingerprint(self, ref: str) -> dict[str, object]:
+        loaded = self.model(ref)
+        if ref not in self._fingerprints:
+            self._fingerprints[ref] = weights_fingerprint(loaded.model)
+        return {"reference": ref, "key": loaded.ref.key, "weights": self._fingerprints[ref], "dtype": str(next(loaded.model.parameters()).dtype)}
+
     def finish(self) -> list[Path]:
-        """Write the baselines this run should record: all with --update, else only missing ones (not in CI)."""
+        """Write the baselines this run recorded; only with --update (a missing baseline is reported, never written)."""
         options = self.baselines
-        if options is None:
+        if options is None or not options.update:
             return []
         written = []
         for path, (ref, spec_name, entries) in self._pending.items():
-            exists = path.is_file()
-            if not options.update and (exists or options.ci):
-                continue
-            merged = dict(baseline.read(path)["checks"]) if exists else {}
-            merged.update(entries)
-            baseline.write_atomic(path, baseline.document(ref, spec_name, merged))
+            baseline.merge_and_write(path, ref, spec_name, entries)
             written.append(path)
         self._pending.clear()
         return written
+
+    def not_recorded(self) -> dict[Path, list[str]]:
+        """Checks --update left out because their fixed expectations failed (record them with --force-update)."""
+        return dict(self._not_recorded)
+
+    def baseline_summary(self) -> list[str]:
+        """Write what --update recorded, and say which baseline each (model, spec) was compared with."""
+        lines = [f"baseline written: {path}" for path in self.finish()]
+        for path, ids in self._not_recorded.items():
+            lines.append(f"baseline NOT recorded for {', '.join(ids)} in {path}: the check fails its fixed expectation "
+                         "(record it anyway with --force-update)")
+        for (ref, spec_path), path in self.used_baselines.items():
+            lines.append(f"baseline compared for {ref} / {spec_path.name}: {path if path is not None else 'none (no baseline file)'}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -210,8 +267,8 @@ def run_cli(options: RunOptions) -> int:
                     print(f"        {line}")
                 failed |= outcome.status == "failed"
                 errors |= outcome.status == "error"
-    for path in session.finish():
-        print(f"baseline written: {path}")
+    for line in session.baseline_summary():
+        print(line)
     if options.write_report:
         from geomcheck.report import write_reports
 

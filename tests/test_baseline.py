@@ -1,69 +1,134 @@
-"""Baselines: recording, tolerance edges, CI behaviour and atomic writes."""
+"""Baselines: distributions recorded only on request, the statistical gate, CI behaviour, locking and atomic writes."""
 
 import json
+import stat
+import threading
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
+from geomcheck import properties
+from geomcheck.errors import GeomcheckError
 from geomcheck.gate import baseline
 from geomcheck.properties.base import Measurement, Metric
 from geomcheck.runner import BaselineOptions, GeomSession
-from geomcheck.spec.schema import load_spec
+from geomcheck.spec.schema import load_spec, parse_spec
 
 SPEC = """\
 name: gate
-inputs: {sequences: 3, tokens: 12}
+inputs: {sequences: 8, tokens: 12}
 checks:
   - id: ratio
     property: first_position_norm
     expect: {min: 0.0}
-    tolerance: {abs: 0.0, rel: 0.01}
 """
 
 
-def measured(aggregate: float, per_layer: dict[int, float]) -> Measurement:
-    metric = Metric("ratio", "test", aggregate, MappingProxyType(per_layer))
+def measured(aggregate: float, per_layer: dict[int, float], se: float | None = None) -> Measurement:
+    metric = Metric("ratio", "test", aggregate, MappingProxyType(per_layer), se=se)
     return Measurement("first_position_norm", True, None, tuple(per_layer), {}, MappingProxyType({"ratio": metric}))
 
 
-def test_tolerance_edges():
-    recorded = baseline.snapshot(measured(10.0, {0: 2.0, 1: 4.0}))
-    band = baseline.ToleranceBand(abs=0.0, rel=0.1)
-    assert baseline.drift(recorded, measured(10.99, {0: 2.0, 1: 4.0}), band) == []
-    lines = baseline.drift(recorded, measured(11.01, {0: 2.0, 1: 4.0}), band)
-    assert len(lines) == 1 and "ratio aggregate: 11.01 vs baseline 10" in lines[0]
-    lines = baseline.drift(recorded, measured(10.0, {0: 2.0, 1: 4.41}), band)
-    assert lines and "block 1" in lines[0]
-    assert baseline.drift(recorded, measured(10.0, {0: 2.0, 1: 4.0}), baseline.ToleranceBand(0.0, 0.0)) == []
+def check_with(text: str = ""):
+    return parse_spec(f"checks:\n  - property: first_position_norm\n    expect: {{min: 0}}\n{text}", "specs/t.yaml").checks[0]
+
+
+def record(check, measurement):
+    return json.loads(json.dumps(baseline.entry(check, measurement, {"groups": 8}, {})))
+
+
+PROP = properties.get("first_position_norm")
+
+
+def test_explicit_tolerance_is_a_fixed_band_on_the_gated_value_only():
+    check = check_with("    tolerance: {abs: 0.0, rel: 0.1}\n")
+    recorded = record(check, measured(10.0, {0: 2.0, 1: 4.0}))
+    assert baseline.against(check, PROP, recorded, measured(10.99, {0: 2.0, 1: 4.0})).alarms == ()
+    (line,) = baseline.against(check, PROP, recorded, measured(11.01, {0: 2.0, 1: 4.0})).alarms
+    assert line.startswith("ratio aggregate: 11.01 vs baseline 10")
+    # per-layer values are not gated unless the spec asks for them
+    assert baseline.against(check, PROP, recorded, measured(10.0, {0: 9.0, 1: 4.0})).alarms == ()
+
+
+def test_statistical_gate_weighs_the_change_against_both_standard_errors():
+    check = check_with("    gate: {min_change: {abs: 0, rel: 0}}\n")
+    recorded = record(check, measured(10.0, {0: 2.0}, se=0.1))
+    assert baseline.against(check, PROP, recorded, measured(10.2, {0: 2.0}, se=0.1)).alarms == ()  # 1.4 SE
+    assert baseline.against(check, PROP, recorded, measured(11.0, {0: 2.0}, se=0.1)).alarms  # 7 SE
+
+
+def test_the_property_floor_ignores_significant_but_irrelevant_change():
+    check = check_with()  # first_position_norm ratio: changes within 25 % never alarm
+    recorded = record(check, measured(10.0, {0: 2.0}, se=0.001))
+    assert baseline.against(check, PROP, recorded, measured(11.0, {0: 2.0}, se=0.001)).alarms == ()
+    assert baseline.against(check, PROP, recorded, measured(13.0, {0: 2.0}, se=0.001)).alarms
+
+
+def test_per_layer_values_are_gated_when_the_spec_asks():
+    check = check_with("    gate: {values: per_layer, min_change: {abs: 0.5}}\n")
+    recorded = record(check, measured(10.0, {0: 2.0, 1: 4.0}, se=None))
+    assert set(recorded["gated"]["values"]) == {"ratio block 0", "ratio block 1"}
+    (line,) = baseline.against(check, PROP, recorded, measured(10.0, {0: 2.0, 1: 5.0})).alarms
+    assert line.startswith("ratio block 1:")
 
 
 def test_invalid_now_but_valid_then_is_drift():
-    recorded = baseline.snapshot(measured(10.0, {0: 2.0}))
+    check = check_with()
+    recorded = record(check, measured(10.0, {0: 2.0}))
     now = replace(measured(10.0, {0: 2.0}), valid=False, reason="NaN at blocks.0.resid_post")
-    assert any("validity changed" in line for line in baseline.drift(recorded, now, baseline.ToleranceBand()))
+    assert any("validity changed" in line for line in baseline.against(check, PROP, recorded, now).alarms)
 
 
-def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
+def test_write_is_atomic_when_interrupted_and_readable_by_others(tmp_path, monkeypatch):
     path = tmp_path / "m" / "spec.json"
-    baseline.write_atomic(path, {"format": 1, "checks": {"a": 1}})
+    baseline.write_atomic(path, {"format": 2, "checks": {"a": 1}})
     before = path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644, "a committed baseline is readable like any file"
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of writing
 
     monkeypatch.setattr(baseline.json, "dump", crash)
     with pytest.raises(KeyboardInterrupt):
-        baseline.write_atomic(path, {"format": 1, "checks": {"a": 2}})
+        baseline.write_atomic(path, {"format": 2, "checks": {"a": 2}})
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == ["spec.json"], "no temporary file left behind"
 
 
-def test_corrupt_baseline_names_file_and_line(tmp_path):
+def test_stale_temporaries_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
+    path = tmp_path / "m" / "spec.json"
+    path.parent.mkdir()
+    (path.parent / ".spec.json.abc123.tmp").write_text("half")
+    (path.parent / ".other.json.abc123.tmp").write_text("someone else's")
+    baseline.merge_and_write(path, "m", "spec", {"a": {"x": 1}})
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == [".other.json.abc123.tmp", ".spec.json.lock", "spec.json"]
+
+
+def test_concurrent_updates_keep_every_entry(tmp_path):
+    path = tmp_path / "m" / "spec.json"
+
+    def writer(prefix: str) -> None:
+        for i in range(15):
+            baseline.merge_and_write(path, "m", "spec", {f"{prefix}{i}": {"v": i}})
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(baseline.read(path)["checks"]) == 30
+
+
+def test_corrupt_and_old_baselines_name_file_and_remedy(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text('{"format": 1,\n "checks": ')
-    with pytest.raises(Exception, match=r"bad\.json:2:.*--geom-update"):
+    path.write_text('{"format": 2,\n "checks": ')
+    with pytest.raises(GeomcheckError, match=r"bad\.json:2:.*--geom-update"):
+        baseline.read(path)
+    path.write_text('{"format": 1, "checks": {}}')
+    with pytest.raises(GeomcheckError, match=r"format 1.*re-record it with --geom-update"):
         baseline.read(path)
 
 
@@ -73,30 +138,44 @@ def spec(tmp_path) -> object:
     return load_spec(tmp_path / "gate.yaml")
 
 
-def run(tiny_model: str, spec, root: Path, *, update=False, ci=False, seed=0):
+def run(tiny_model: str, spec, root: Path, *, update=False, ci=False, seed=0, force=False, check=0):
     from geomcheck.models.loader import LoadOptions
 
-    session = GeomSession(LoadOptions(seed=seed), baselines=BaselineOptions(root=root, update=update, ci=ci))
-    result = session.run_check(spec, spec.checks[0], tiny_model)
-    return result, session.finish()
+    session = GeomSession(LoadOptions(seed=seed), baselines=BaselineOptions(root=root, update=update, ci=ci, force=force))
+    result = session.run_check(spec, spec.checks[check], tiny_model)
+    return result, session.finish(), session
 
 
-def test_round_trip_and_drift_on_a_real_capture(tiny_dirs, spec, tmp_path):
+def test_round_trip_records_distributions_and_fresh_inputs_raise_no_alarm(tiny_dirs, spec, tmp_path):
     model, root = str(tiny_dirs["llama"]), tmp_path / "baselines"
-    result, written = run(model, spec, root, update=True)
+    result, written, _ = run(model, spec, root, update=True)
     assert result.outcome.status == "passed" and written == [root / "llama" / "gate.json"]
-    data = json.loads(written[0].read_text())
-    assert data["checks"]["ratio"]["metrics"]["ratio"]["per_layer"].keys() == {"0", "1", "2"}
-    again, written = run(model, spec, root)
-    assert again.outcome.status == "passed" and written == [], "a clean re-run raises no alarm"
-    other_inputs, _ = run(model, spec, root, seed=5)  # other corpus chunks: the ratios move
-    assert other_inputs.outcome.status == "failed" and "drifted from its baseline" in other_inputs.outcome.headline
+    entry = json.loads(written[0].read_text())["checks"]["ratio"]
+    assert entry["gated"]["on"] == "aggregate" and entry["gated"]["values"]["ratio aggregate"]["se"] > 0
+    assert entry["inputs"]["sequences"] == 8 and entry["inputs"]["groups"] == 8 and len(entry["inputs"]["token_ids_sha256"]) == 16
+    assert entry["model"]["weights"] and entry["metrics"]["ratio"]["per_layer"].keys() == {"0", "1", "2"}
+    again, written, session = run(model, spec, root)
+    assert again.outcome.status == "passed" and written == [], "a clean re-run raises no alarm and writes nothing"
+    assert list(session.used_baselines.values()) == [root / "llama" / "gate.json"]
+    fresh, _, _ = run(model, spec, root, seed=5)  # other corpus chunks: values move within their noise
+    assert fresh.outcome.status == "passed", fresh.outcome.details
 
 
-def test_missing_baseline_fails_in_ci_and_is_created_locally(tiny_dirs, spec, tmp_path):
+def test_missing_baseline_fails_in_ci_and_is_never_written_unasked(tiny_dirs, spec, tmp_path):
     model, root = str(tiny_dirs["llama"]), tmp_path / "baselines"
-    result, written = run(model, spec, root, ci=True)
+    result, written, _ = run(model, spec, root, ci=True)
     assert result.outcome.status == "failed" and written == []
     assert "no baseline" in result.outcome.headline and "--geom-update" in result.outcome.details[0]
-    result, written = run(model, spec, root, ci=False)
-    assert result.outcome.status == "passed" and written == [root / "llama" / "gate.json"]
+    result, written, _ = run(model, spec, root, ci=False)
+    assert result.outcome.status == "passed" and written == [] and not root.exists()
+
+
+def test_a_failing_check_is_not_recorded_unless_forced(tiny_dirs, tmp_path):
+    (tmp_path / "fail.yaml").write_text(SPEC.replace("{min: 0.0}", "{min: 1000.0}"))
+    failing = load_spec(tmp_path / "fail.yaml")
+    model, root = str(tiny_dirs["llama"]), tmp_path / "baselines"
+    result, written, session = run(model, failing, root, update=True)
+    assert result.outcome.status == "failed" and written == []
+    assert session.not_recorded() == {root / "llama" / "gate.json": ["ratio"]}
+    _, written, _ = run(model, failing, root, update=True, force=True)
+    assert written == [root / "llama" / "gate.json"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -18,6 +18,11 @@ class SiteStats:
     position_sum: (seq_len, d) float64 sum over sequences, or None when not requested.
     samples: (n_samples, d) vectors at the capture's shared sample index, or None.
     nonfinite: count of NaN/inf components seen; a property refuses to measure a site with any.
+    group_max_abs: (n_groups, seq_len) max_abs within each sequence group, or None.
+    group_position_sum: (n_groups, seq_len, d) float32 position sums within each sequence group, or None.
+
+    The group arrays exist so that a measurement can be repeated with one group of sequences left
+    out (the jackknife behind every standard error) without capturing again.
     """
 
     norms: np.ndarray
@@ -25,6 +30,8 @@ class SiteStats:
     position_sum: np.ndarray | None = None
     samples: np.ndarray | None = None
     nonfinite: int = 0
+    group_max_abs: np.ndarray | None = None
+    group_position_sum: np.ndarray | None = None
 
     @property
     def position_mean(self) -> np.ndarray | None:
@@ -57,6 +64,12 @@ class Activations:
     verification: list[BlockVerification] = field(default_factory=list)
     seed: int = 0
     input_description: str = ""
+    groups: np.ndarray | None = None
+
+    @property
+    def n_groups(self) -> int:
+        """Sequence groups the jackknife can leave out (0 when the capture kept no group statistics)."""
+        return 0 if self.groups is None else int(len(np.unique(self.groups)))
 
     @property
     def n_sequences(self) -> int:
@@ -72,3 +85,68 @@ class Activations:
     def block_stats(self, point: Point) -> dict[int, SiteStats]:
         """Stats of one point in every block that captured it, keyed by block index."""
         return {site.block: stats for site, stats in self.sites.items() if site.point is point and site.block is not None}
+
+    def without_group(self, group: int) -> Activations:
+        """These activations with every sequence of ``group`` left out, as if it had never been captured.
+
+        Statistics that cannot be taken apart (a site without group arrays) make the result raise
+        ValueError, so a standard error is never computed from numbers that still hold the group.
+        """
+        if self.groups is None:
+            raise ValueError("the capture kept no sequence groups")
+        keep = self.groups != group
+        if keep.all() or not keep.any():
+            raise ValueError(f"group {group} is empty or holds every sequence")
+        new_row = np.cumsum(keep) - 1
+        in_sample = keep[self.sample_index[:, 0]] if len(self.sample_index) else np.zeros(0, dtype=bool)
+        index = self.sample_index[in_sample].copy()
+        index[:, 0] = new_row[index[:, 0]]
+        others = np.unique(self.groups[keep])
+        sites = {site: _drop_group(stats, keep, in_sample, group, others) for site, stats in self.sites.items()}
+        return replace(self, tokens=self.tokens[keep], sites=sites, sample_index=index, groups=self.groups[keep])
+
+
+def _drop_group(stats: SiteStats, keep: np.ndarray, in_sample: np.ndarray, group: int, others: np.ndarray) -> SiteStats:
+    if stats.group_max_abs is None or (stats.position_sum is not None and stats.group_position_sum is None):
+        raise ValueError("a site kept no per-group statistics")
+    position_sum = None
+    group_sum = None
+    if stats.position_sum is not None:
+        position_sum = stats.position_sum - stats.group_position_sum[group]
+        group_sum = stats.group_position_sum
+    return SiteStats(
+        norms=stats.norms[keep],
+        max_abs=stats.group_max_abs[others].max(axis=0),
+        position_sum=position_sum,
+        samples=None if stats.samples is None else stats.samples[in_sample],
+        nonfinite=stats.nonfinite,
+        group_max_abs=stats.group_max_abs,
+        group_position_sum=group_sum,
+    )
+
+
+def sequence_groups(n_sequences: int, n_groups: int) -> np.ndarray:
+    """Contiguous groups of sequences (neighbouring corpus chunks stay together, so their correlation counts)."""
+    count = max(1, min(n_groups, n_sequences))
+    return (np.arange(n_sequences) * count // max(n_sequences, 1)).astype(np.int64)
+
+
+def grouped_stats(x: np.ndarray, groups: np.ndarray, *, means: bool = True, sample_index: np.ndarray | None = None) -> SiteStats:
+    """SiteStats with group arrays from a full (n_seq, seq_len, d) array: planted activations in tests and tools."""
+    count = int(groups.max()) + 1
+    x32 = x.astype(np.float32)
+    group_max = np.zeros((count, x.shape[1]), dtype=np.float32)
+    group_sum = np.zeros((count, *x.shape[1:]), dtype=np.float32) if means else None
+    for g in np.unique(groups):
+        group_max[g] = np.abs(x32[groups == g]).max(axis=(0, 2))
+        if group_sum is not None:
+            group_sum[g] = x32[groups == g].sum(axis=0)
+    samples = None if sample_index is None else x32[sample_index[:, 0], sample_index[:, 1]]
+    return SiteStats(
+        norms=np.linalg.norm(x32, axis=-1),
+        max_abs=group_max.max(axis=0),
+        position_sum=group_sum.astype(np.float64).sum(axis=0) if means else None,
+        samples=samples,
+        group_max_abs=group_max,
+        group_position_sum=group_sum,
+    )

@@ -2,8 +2,8 @@
 
 Both models run in one session, so every check reads the same InputSpec for A and B (and, when
 the tokenizers agree, the same token ids). A check *regresses* when it passes on A and fails on B;
-every check is gated, so one regression makes the exit code 1. Values that moved beyond the check's
-``tolerance`` (A read as B's baseline) are reported but do not gate.
+every check is gated, so one regression makes the exit code 1. Values that moved beyond input noise
+(the paired drift test of geomcheck.gate.drift, A read as B's baseline) are reported but do not gate.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Literal
 
 import numpy as np
 
+from geomcheck import properties
 from geomcheck.capture.inputs import InputSpec
-from geomcheck.gate import baseline
+from geomcheck.gate.baseline import gated_values, settings_for
+from geomcheck.gate.drift import DriftResult, drift_test
 from geomcheck.gate.results import CheckResult
 from geomcheck.spec.expect import format_value
 from geomcheck.spec.schema import Check, Spec
@@ -26,13 +28,22 @@ EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 3
 
 @dataclass(frozen=True)
 class CheckComparison:
-    """One check on A and on B. ``drift`` lists B's values outside A's within the check's tolerance."""
+    """One check on A and on B. ``drift`` lists B's gated values that moved beyond input noise and the
+    check's smallest relevant change (the paired drift test); ``noise`` is that test in full."""
 
     spec: Spec
     check: Check
     a: CheckResult
     b: CheckResult
     drift: tuple[str, ...]
+    noise: DriftResult | None = None
+
+    @property
+    def effect(self) -> float | None:
+        """B - A of the first gated value in paired standard errors (None when no error is known)."""
+        if self.noise is None or not self.noise.rows:
+            return None
+        return self.noise.rows[0].effect
 
     @property
     def change(self) -> Change:
@@ -120,12 +131,20 @@ def per_layer(result: CheckResult) -> dict[int, float]:
     return {int(layer): float(value) for layer, value in sorted(metric.per_layer.items())} if metric is not None else {}
 
 
-def _drift(a: CheckResult, b: CheckResult) -> tuple[str, ...]:
+def paired_drift(a: CheckResult, b: CheckResult) -> DriftResult | None:
+    """B's gated values against A's, paired: both saw identical inputs, so the noise of the difference is
+    estimated from the two sides' leave-one-group-out replicates taken jointly."""
     if a.measurement is None or b.measurement is None:
-        return ()
-    tolerance = a.check.tolerance
-    band = baseline.ToleranceBand(**tolerance.model_dump()) if tolerance is not None else baseline.ToleranceBand()
-    return tuple(baseline.drift(baseline.snapshot(a.measurement), b.measurement, band))
+        return None
+    prop = properties.get(a.check.property)
+    return drift_test(gated_values(a.check, a.measurement), gated_values(b.check, b.measurement), settings_for(a.check, prop), paired=True)
+
+
+def compare_pair(a: CheckResult, b: CheckResult) -> CheckComparison:
+    """One check's row: outcomes on A and B and the paired drift test between them."""
+    noise = paired_drift(a, b)
+    drift = tuple(row.describe() for row in noise.alarms) if noise is not None else ()
+    return CheckComparison(a.spec, a.check, a, b, drift, noise)
 
 
 def _value(value: float | None, check: Check) -> str:
@@ -134,7 +153,7 @@ def _value(value: float | None, check: Check) -> str:
 
 def summary_table(comparison: Comparison) -> str:
     """The plain-text table ``geomcheck compare`` prints: one line per check, then the gate's verdict."""
-    header = ("check", "metric", f"A: {comparison.ref_a}", f"B: {comparison.ref_b}", "B - A", "beyond tol.", "change")
+    header = ("check", "metric", f"A: {comparison.ref_a}", f"B: {comparison.ref_b}", "B - A", "effect", "beyond noise", "change")
     lines = []
     for row in comparison.rows:
         a, b = row.values
@@ -144,7 +163,8 @@ def summary_table(comparison: Comparison) -> str:
             f"{row.a.outcome.status} {_value(a, row.check)}",
             f"{row.b.outcome.status} {_value(b, row.check)}",
             "—" if row.delta is None else f"{row.delta:+.4g}",
-            str(len(row.drift)) if row.drift else "",
+            "—" if row.effect is None else f"{row.effect:+.1f} SE",
+            f"{len(row.drift)} of {row.noise.tested}" if row.drift and row.noise is not None else "no",
             row.change.upper() if row.change == "regressed" else row.change,
         ))
     widths = [max(len(cells[i]) for cells in (header, *lines)) for i in range(len(header))]
@@ -154,7 +174,7 @@ def summary_table(comparison: Comparison) -> str:
     text.append("")
     text.append(f"{len(comparison.rows)} checks: {comparison.count('regressed')} regressed, {comparison.count('fixed')} fixed, "
                 f"{comparison.count('unchanged')} unchanged, {comparison.count('changed')} changed otherwise; "
-                f"{moved} moved beyond their tolerance")
+                f"{moved} moved beyond input noise and their smallest relevant change (paired test)")
     for item in comparison.inputs:
         if not item.same_tokens:
             text.append(f"note: A and B tokenised {item.description} differently; same inputs, different token ids")

@@ -27,6 +27,8 @@ Pool over the middle blocks (5-24 of 30): the first and last blocks blur the tra
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 from pydantic import Field
 from sklearn.linear_model import LogisticRegression
@@ -41,6 +43,7 @@ from geomcheck.properties.base import (
     Metric,
     PropertyDef,
     PropertyParams,
+    Wanted,
     deterministic_pca,
     invalid,
     measurement,
@@ -115,7 +118,7 @@ def _fisher(z: np.ndarray, y: np.ndarray) -> float:
     return float(diff @ np.linalg.pinv(within) @ diff)
 
 
-def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ...], wanted: Wanted | None = None) -> Measurement:
     """Measure the held-out linear separability of attention vs MLP outputs pooled over ``layers``."""
     if not layers:
         return invalid(NAME, "no layers selected", layers, params)
@@ -139,19 +142,27 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     k = params.pca_components
     pca = deterministic_pca(min(k, *x.shape), x.shape).fit(x)
     z = pca.transform(x)
+    def needed(metric: str, per_layer: bool = False) -> bool:
+        return wanted is None or wanted.needs(metric, per_layer=per_layer)
+
+    skipped = float("nan")  # a metric the caller did not ask for (a jackknife replicate); never reported
     per_probe, per_fisher = {}, {}
-    for b in layers:
-        rows = block == b
-        # One label-free PCA per block (not per fold) keeps thirty-block models fast; labels stay held out.
-        zb = deterministic_pca(min(k, int(rows.sum()) - 1, x.shape[1]), x[rows].shape).fit_transform(x[rows])
-        per_probe[b] = _probe(zb, y[rows], seq[rows], params.folds, None)
-        per_fisher[b] = _fisher(zb, y[rows])
+    if needed("probe_pca_accuracy", per_layer=True) or needed("fisher_ratio", per_layer=True):
+        for b in layers:
+            rows = block == b
+            # One label-free PCA per block (not per fold) keeps thirty-block models fast; labels stay held out.
+            zb = deterministic_pca(min(k, int(rows.sum()) - 1, x.shape[1]), x[rows].shape).fit_transform(x[rows])
+            per_probe[b] = _probe(zb, y[rows], seq[rows], params.folds, None)
+            per_fisher[b] = _fisher(zb, y[rows])
     silhouette_rng = int(rng.integers(2**31))
     metrics = [
-        Metric("probe_pca_accuracy", f"held-out balanced accuracy of a linear probe on the top {k} PCs", _probe(x, y, seq, params.folds, k), per_probe),
-        Metric("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension", _probe(x, y, seq, params.folds, None)),
+        Metric("probe_pca_accuracy", f"held-out balanced accuracy of a linear probe on the top {k} PCs",
+               _probe(x, y, seq, params.folds, k) if needed("probe_pca_accuracy") else skipped, per_probe),
+        Metric("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension",
+               _probe(x, y, seq, params.folds, None) if needed("probe_accuracy") else skipped),
         Metric("fisher_ratio", f"Fisher discriminant ratio of the two sites in the top {k} PCs", _fisher(z, y), per_fisher),
-        Metric("silhouette", f"silhouette of the site labels in the top {k} PCs", float(silhouette_score(z, y, sample_size=min(len(z), 4000), random_state=silhouette_rng))),
+        Metric("silhouette", f"silhouette of the site labels in the top {k} PCs",
+               float(silhouette_score(z, y, sample_size=min(len(z), 4000), random_state=silhouette_rng)) if needed("silhouette") else skipped),
     ]
     details = {
         "pca_2d": z[:, :2].astype(np.float32),
@@ -170,4 +181,8 @@ PROPERTY = PropertyDef(
     summary="attention and MLP outputs separate along the top principal components (held-out linear probe)",
     metrics=("probe_pca_accuracy", "probe_accuracy", "fisher_ratio", "silhouette"),
     default_metric="probe_pca_accuracy",
+    integer_metrics=(),
+    min_change=MappingProxyType({"probe_pca_accuracy": (0.03, 0.0), "probe_accuracy": (0.03, 0.0), "fisher_ratio": (0.0, 0.25), "silhouette": (0.05, 0.0)}),
+    per_layer_metrics=("probe_pca_accuracy", "fisher_ratio"),
+    positional_metrics=(),
 )

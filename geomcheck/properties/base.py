@@ -37,6 +37,12 @@ class Metric:
     description: str
     aggregate: float | None = None
     per_layer: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
+    # Filled by geomcheck.gate.uncertainty, never by a property: the standard error of each value
+    # over input sampling, and the leave-one-group-out values it came from (kept for paired tests).
+    se: float | None = None
+    per_layer_se: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
+    replicates: tuple[float, ...] | None = None
+    per_layer_replicates: Mapping[int, tuple[float, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,22 @@ class Measurement:
 
     def metric(self, name: str) -> Metric:
         return self.metrics[name]
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Which metrics a caller needs, so a repeated measurement (a jackknife replicate) can skip the rest.
+
+    A property may ignore it and compute everything; it must never return a different value for a
+    metric it was asked for.
+    """
+
+    metrics: frozenset[str]
+    per_layer: bool = True
+
+    def needs(self, metric: str, *, per_layer: bool = False) -> bool:
+        return metric in self.metrics and (self.per_layer or not per_layer)
+
 
 
 def deterministic_pca(components: int, shape: tuple[int, int]) -> PCA:
@@ -117,3 +139,11 @@ class PropertyDef(Generic[P]):
     summary: str
     metrics: tuple[str, ...]
     default_metric: str
+    # For the baseline gate: metrics whose values are block indices (compared as integers), and per
+    # metric the smallest change (abs, rel) worth an alarm however significant it is statistically.
+    integer_metrics: tuple[str, ...] = ()
+    min_change: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
+    # For spec validation: metrics that have per-layer values (None: not declared, nothing is refused),
+    # and metrics that compare positions, which sequences of a single position cannot give.
+    per_layer_metrics: tuple[str, ...] | None = None
+    positional_metrics: tuple[str, ...] = ()

@@ -19,6 +19,7 @@ Why a threshold of 20 rather than 10: in SmolLM2-135M with BOS the ratio is 2.3-
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -31,6 +32,7 @@ from geomcheck.properties.base import (
     Metric,
     PropertyDef,
     PropertyParams,
+    Wanted,
     invalid,
     measurement,
     missing_reason,
@@ -54,7 +56,7 @@ def applies(acts: Activations) -> str | None:
     return None
 
 
-def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ...], wanted: Wanted | None = None) -> Measurement:
     """Measure the position-0 norm ratio per block and the band of blocks where it is massive."""
     if not layers:
         return invalid(NAME, "no layers selected", layers, params)
@@ -95,4 +97,8 @@ PROPERTY = PropertyDef(
     summary="the first position's norm dwarfs the median of later positions in a band of middle blocks",
     metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio"),
     default_metric="ratio",
+    integer_metrics=("onset_layer", "last_layer"),
+    min_change=MappingProxyType({"ratio": (0.0, 0.25), "max_abs_ratio": (0.0, 0.25), "onset_layer": (1.0, 0.0), "last_layer": (1.0, 0.0)}),
+    per_layer_metrics=("ratio", "max_abs_ratio"),
+    positional_metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio"),
 )

@@ -21,6 +21,8 @@ final-norm drop 0.05 vs 0.80).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 from pydantic import Field
 from scipy.stats import spearmanr
@@ -32,6 +34,7 @@ from geomcheck.properties.base import (
     Metric,
     PropertyDef,
     PropertyParams,
+    Wanted,
     invalid,
     measurement,
     missing_reason,
@@ -51,7 +54,7 @@ def applies(acts: Activations) -> str | None:
     return None
 
 
-def layer_norm_growth(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+def layer_norm_growth(acts: Activations, params: Params, layers: tuple[int, ...], wanted: Wanted | None = None) -> Measurement:
     """Measure the median residual norm per block and how it changes with depth and at the final norm."""
     if len(layers) < 3:
         return invalid(NAME, f"needs at least 3 blocks to describe growth; got {len(layers)}", layers, params)
@@ -96,4 +99,8 @@ PROPERTY = PropertyDef(
     summary="the residual norm grows with depth, fastest late, spikes in the last block and drops at the final norm",
     metrics=("growth_ratio", "growth_rho", "late_growth", "last_block_spike", "final_norm_drop", "median_norm"),
     default_metric="growth_ratio",
+    integer_metrics=(),
+    min_change=MappingProxyType({"growth_ratio": (0.0, 0.1), "growth_rho": (0.05, 0.0), "late_growth": (0.0, 0.1), "last_block_spike": (0.0, 0.1), "final_norm_drop": (0.005, 0.15), "median_norm": (0.0, 0.1)}),
+    per_layer_metrics=("median_norm",),
+    positional_metrics=(),
 )

@@ -19,6 +19,8 @@ Only models with learned absolute positions have a table; rotary models are not 
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 from pydantic import Field
 from scipy.optimize import minimize_scalar
@@ -31,6 +33,7 @@ from geomcheck.properties.base import (
     Metric,
     PropertyDef,
     PropertyParams,
+    Wanted,
     deterministic_pca,
     invalid,
     measurement,
@@ -90,7 +93,7 @@ def _helix(points: np.ndarray, components: int) -> tuple[float, float, list[floa
     return residual, float(pca.explained_variance_ratio_.sum()), [f[0] for f in fits], coords
 
 
-def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...], wanted: Wanted | None = None) -> Measurement:
     """Fit sinusoids to the top principal components of the position table and of per-position means."""
     not_applicable = applies(acts)
     if not_applicable:
@@ -145,4 +148,8 @@ PROPERTY = PropertyDef(
     summary="learned position embeddings trace a helix: each top principal component is close to a sinusoid",
     metrics=("helix_residual", "explained_variance", "pc0_cycles", "pc0_period"),
     default_metric="helix_residual",
+    integer_metrics=(),
+    min_change=MappingProxyType({"helix_residual": (0.03, 0.0), "explained_variance": (0.03, 0.0), "pc0_cycles": (0.25, 0.0), "pc0_period": (0.0, 0.1)}),
+    per_layer_metrics=("helix_residual", "explained_variance", "pc0_cycles"),
+    positional_metrics=(),
 )

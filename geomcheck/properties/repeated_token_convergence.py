@@ -21,6 +21,8 @@ its random-init twin (whose later copies drift away from position 0).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 from pydantic import Field
 from scipy.stats import spearmanr
@@ -32,6 +34,7 @@ from geomcheck.properties.base import (
     Metric,
     PropertyDef,
     PropertyParams,
+    Wanted,
     invalid,
     measurement,
     missing_reason,
@@ -56,7 +59,7 @@ def applies(acts: Activations) -> str | None:
     return None
 
 
-def repeated_token_convergence(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+def repeated_token_convergence(acts: Activations, params: Params, layers: tuple[int, ...], wanted: Wanted | None = None) -> Measurement:
     """Measure how the cosine similarity of each later position to the reference position changes along the sequence."""
     if not layers:
         return invalid(NAME, "no layers selected", layers, params)
@@ -108,4 +111,8 @@ PROPERTY = PropertyDef(
     summary="with one token repeated, later positions grow more similar to the first position",
     metrics=("convergence_rho", "convergence_gain", "late_cosine"),
     default_metric="convergence_rho",
+    integer_metrics=(),
+    min_change=MappingProxyType({"convergence_rho": (0.1, 0.0), "convergence_gain": (0.0, 0.25), "late_cosine": (0.05, 0.0)}),
+    per_layer_metrics=("convergence_rho", "convergence_gain", "late_cosine"),
+    positional_metrics=("convergence_rho", "convergence_gain", "late_cosine"),
 )

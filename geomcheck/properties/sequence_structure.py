@@ -26,6 +26,8 @@ attention a random block mixes in the mean of the prefix, whose spread shrinks a
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 from pydantic import Field
 from sklearn.metrics import silhouette_score
@@ -37,6 +39,7 @@ from geomcheck.properties.base import (
     Metric,
     PropertyDef,
     PropertyParams,
+    Wanted,
     deterministic_pca,
     invalid,
     measurement,
@@ -83,7 +86,7 @@ def _omega_squared(x: np.ndarray, bins: np.ndarray) -> float:
     return (between - (len(labels) - 1) * within_mean_square) / (total + within_mean_square)
 
 
-def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...]) -> Measurement:
+def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...], wanted: Wanted | None = None) -> Measurement:
     """Measure position-explained variance, the early-position tail and position-bin silhouettes per block."""
     if not layers:
         return invalid(NAME, "no layers selected", layers, params)
@@ -118,19 +121,23 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
             return invalid(NAME, f"resid_post at block {b} is constant (zero variance)", layers, params)
         tail[b] = found
         share[b] = _omega_squared(x, bins)
+        if wanted is not None and not wanted.needs("position_silhouette"):
+            continue  # a jackknife replicate that does not need the (costly) silhouette or the figure data
         z = deterministic_pca(min(params.pca_components, *x.shape), x.shape).fit_transform(x)
         silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
         if b == layers[len(layers) // 2]:
             coords = z[:, :2]
 
     def median(values: dict[int, float]) -> float:
-        return float(np.median(list(values.values())))
+        return float(np.median(list(values.values()))) if values else float("nan")
 
     metrics = [
         Metric("position_variance_share", f"share of variance explained by {params.position_bins} position bins (omega squared)", median(share), share),
         Metric("early_tail", f"distance of the first {params.early_positions} positions' centroid from the rest, in spreads", median(tail), tail),
         Metric("position_silhouette", f"silhouette of {params.position_bins} position bins in the top {params.pca_components} PCs", median(silhouette), silhouette),
     ]
+    if coords is None:
+        return measurement(NAME, layers, params, metrics)
     details = {
         "pca_2d_middle_block": coords.astype(np.float32),
         "position": index[rows, 1].astype(np.int32),
@@ -147,4 +154,8 @@ PROPERTY = PropertyDef(
     summary="hidden states carry position structure: position explains variance and early positions form a tail",
     metrics=("position_variance_share", "early_tail", "position_silhouette"),
     default_metric="position_variance_share",
+    integer_metrics=(),
+    min_change=MappingProxyType({"position_variance_share": (0.005, 0.0), "early_tail": (0.0, 0.25), "position_silhouette": (0.05, 0.0)}),
+    per_layer_metrics=("position_variance_share", "early_tail", "position_silhouette"),
+    positional_metrics=("position_variance_share", "early_tail", "position_silhouette"),
 )

@@ -29,7 +29,8 @@ def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
     baselines = None
     if not config.getoption("geom_no_baseline"):
         root = Path(str(setting(config, "geom_baseline_dir") or config.rootpath / "baselines"))
-        baselines = BaselineOptions(root=root, update=bool(config.getoption("geom_update")))
+        baselines = BaselineOptions(root=root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
+                                    force=bool(config.getoption("geom_force_update")))
     return GeomSession(options, budget, baselines)
 
 

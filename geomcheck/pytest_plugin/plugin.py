@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other
 SESSION_KEY = pytest.StashKey["GeomSession"]()
 MODELS_KEY = pytest.StashKey[list[str]]()
 SPEC_PATHS_KEY = pytest.StashKey[list[Path]]()
-WRITTEN_KEY = pytest.StashKey[list[Path]]()
+WRITTEN_KEY = pytest.StashKey[list[str]]()
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 _OPTIONS = (
@@ -40,7 +40,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--geom-allow-pickle", action="store_true", dest="geom_allow_pickle", default=False,
                     help="allow pickle-based checkpoints (.bin/.pt), loaded with weights_only=True")
     group.addoption("--geom-update", action="store_true", dest="geom_update", default=False,
-                    help="record every measured value as the new baseline")
+                    help="record the measured values (with standard errors) as the new baseline; checks that fail "
+                         "their fixed expectations are not recorded")
+    group.addoption("--geom-force-update", action="store_true", dest="geom_force_update", default=False,
+                    help="like --geom-update, but record failing checks too")
     group.addoption("--geom-no-baseline", action="store_true", dest="geom_no_baseline", default=False,
                     help="compare with fixed expectations only; neither read nor write baselines")
     group.addoption("--geom-trust-remote-code", action="store_true", dest="geom_trust_remote_code", default=False,
@@ -84,13 +87,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     geom = session.config.stash.get(SESSION_KEY, None)
     if geom is None:
         return
-    for path in geom.finish():
-        session.config.stash.setdefault(WRITTEN_KEY, []).append(path)
+    session.config.stash[WRITTEN_KEY] = geom.baseline_summary()
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    for path in config.stash.get(WRITTEN_KEY, []):
-        terminalreporter.write_line(f"geomcheck baseline written: {path}")
+    for line in config.stash.get(WRITTEN_KEY, []):
+        terminalreporter.write_line(f"geomcheck {line}")
 
 
 def is_spec_file(path: Path, spec_paths: list[Path]) -> bool:
