@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fnmatch
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [  # YAML reading and error wording moved out; everything stays importable from here
     "MAX_DEPTH", "MAX_NODES", "MAX_SEED", "MAX_SEQUENCES", "MAX_SPEC_BYTES", "MAX_TOKENS", "ROOT_MARKERS", "SOURCE_MODES",
-    "SPEC_SUFFIXES", "THRESHOLD_LIMIT", "Aggregation", "AppliesTo", "Check", "CheckDoc", "Expectation", "Family", "Inputs",
+    "SPEC_SUFFIXES", "THRESHOLD_LIMIT", "Aggregation", "AppliesTo", "Check", "CheckDoc", "Expectation", "Family", "Gate", "Inputs",
     "KeyPath", "Located", "Registry", "Spec", "SpecDoc", "Tolerance", "display_path", "format_key_path", "json_schema",
     "load_spec", "load_specs", "parse_spec", "project_root", "read_yaml",
 ]
@@ -123,6 +125,19 @@ def _identifier(value: str) -> str:
     return value
 
 
+def _not_null(value: object) -> object:
+    # ``seed: ~`` would otherwise reach InputSpec as None and run unseeded; a key with no value is a mistake.
+    if value is None:
+        raise _custom("must not be null; remove the key to inherit the value (from the spec's inputs, else the default)")
+    return value
+
+
+def _not_empty(value: tuple) -> tuple:
+    if not value:
+        raise _custom("an empty list matches no model, so every check would be skipped; remove the key to match every model")
+    return value
+
+
 Text = Annotated[str, Strict()]
 Identifier = Annotated[str, Strict(), AfterValidator(_identifier)]
 Threshold = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-THRESHOLD_LIMIT, le=THRESHOLD_LIMIT)]
@@ -153,8 +168,10 @@ LayersField = Annotated[
 class AppliesTo(_Model):
     """Which models a spec is meant for; every constraint given must hold."""
 
-    families: tuple[Family, ...] | None = Field(None, description="architecture families (adapters)")
-    models: tuple[Text, ...] | None = Field(None, description="glob patterns on model references, case-insensitive")
+    families: Annotated[tuple[Family, ...], AfterValidator(_not_empty)] | None = Field(None, description="architecture families (adapters)")
+    models: Annotated[tuple[Text, ...], AfterValidator(_not_empty)] | None = Field(
+        None, description="glob patterns on model references, case-insensitive"
+    )
 
     def matches(self, model_ref_text: str, family: str | None) -> bool:
         if self.families is not None and family not in self.families:
@@ -169,13 +186,16 @@ class AppliesTo(_Model):
 class Inputs(_Model):
     """Input settings as written; unset fields inherit (check <- spec <- InputSpec defaults)."""
 
-    mode: InputMode | None = None
-    source: Text | None = Field(None, description="mode text: a file or folder inside the project; mode dataset: a dataset id")
-    sequences: Annotated[int, Strict(), Field(ge=1, le=MAX_SEQUENCES)] | None = None
-    tokens: Annotated[int, Strict(), Field(ge=1, le=MAX_TOKENS)] | None = Field(
+    # None is the "not written" default only; an explicit null is refused (BeforeValidator), bos aside.
+    mode: Annotated[InputMode | None, BeforeValidator(_not_null)] = None
+    source: Annotated[Text | None, BeforeValidator(_not_null)] = Field(
+        None, description="mode text: a file or folder inside the project; mode dataset: a dataset id"
+    )
+    sequences: Annotated[Annotated[int, Strict(), Field(ge=1, le=MAX_SEQUENCES)] | None, BeforeValidator(_not_null)] = None
+    tokens: Annotated[Annotated[int, Strict(), Field(ge=1, le=MAX_TOKENS)] | None, BeforeValidator(_not_null)] = Field(
         None, description="tokens per sequence, after the optional BOS"
     )
-    seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] | None = None
+    seed: Annotated[Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] | None, BeforeValidator(_not_null)] = None
     bos: Annotated[bool, Strict()] | None = Field(None, description="null: the model family's default")
 
     def over(self, base: InputSpec) -> InputSpec:
@@ -249,6 +269,23 @@ class Tolerance(_Model):
     rel: NonNegative = 0.0
 
 
+class Gate(_Model):
+    """How a check is compared with its baseline (see geomcheck.gate.drift); unset fields inherit spec, then defaults."""
+
+    alpha: Annotated[float, Strict(), Field(allow_inf_nan=False, gt=0, le=0.2)] | None = Field(
+        None, description="false-alarm rate of the check under fresh inputs (Holm over its gated values); default 0.01"
+    )
+    min_change: Tolerance | None = Field(
+        None, description="changes within abs + rel * |baseline| never alarm; default: the property's per-metric floor"
+    )
+    values: Aggregation | None = Field(None, description="gate the aggregate or every layer's value; default: expect.on")
+
+    def over(self, base: Gate | None) -> Gate:
+        if base is None:
+            return self
+        return base.model_copy(update={name: getattr(self, name) for name in self.model_fields_set})
+
+
 class CheckDoc(_Model):
     """One check as written; ``params`` is validated against the property's own model afterwards."""
 
@@ -258,7 +295,8 @@ class CheckDoc(_Model):
     layers: LayersField = NamedRange.ALL
     inputs: Inputs | None = Field(None, description="merged over the spec's inputs")
     expect: Expectation
-    tolerance: Tolerance | None = None
+    tolerance: Tolerance | None = Field(None, description="fixed drift band instead of the statistical gate (explicit override)")
+    gate: Gate | None = Field(None, description="statistical drift test against the baseline")
     reason: Text | None = Field(None, description="why this should hold: a paper, a figure, an observation")
 
 
@@ -269,6 +307,7 @@ class SpecDoc(_Model):
     description: Text | None = None
     applies_to: AppliesTo | None = None
     inputs: Inputs | None = None
+    gate: Gate | None = Field(None, description="defaults for every check's gate")
     checks: list[CheckDoc] = Field(min_length=1)
 
 
@@ -283,6 +322,7 @@ class Check(_Model):
     inputs: Inputs | None = None
     expect: Expectation
     tolerance: Tolerance | None = None
+    gate: Gate = Gate()
     reason: str | None = None
     file: str = Field(description="the spec file as shown to people (relative to the working directory)")
     line: int
@@ -291,6 +331,11 @@ class Check(_Model):
     @property
     def location(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def gates_per_layer(self) -> bool:
+        """Whether the baseline gate tests every layer's value (else only the aggregate)."""
+        return (self.gate.values or self.expect.on) == "per_layer"
 
     @property
     def metric_is_default(self) -> bool:
@@ -320,6 +365,7 @@ class Spec(_Model):
     applies_to: AppliesTo | None = None
     inputs: Inputs = Inputs()
     checks: tuple[Check, ...]
+    warnings: tuple[str, ...] = Field((), description="file:line: lines for checks that are valid but likely mistaken")
 
     @property
     def display_path(self) -> str:
@@ -383,13 +429,17 @@ def load_specs(paths: Iterable[str | os.PathLike[str]], registry: Registry | Non
 def display_path(path: Path) -> str:
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (OSError from Python 3.13)
         return str(path)
 
 
 def project_root(path: Path) -> Path:
     """The nearest folder above the spec holding .git or pyproject.toml; else the working directory."""
-    for folder in path.resolve().parents:
+    try:
+        resolved = path.resolve()
+    except RuntimeError:  # a symlink loop; reading the file fails with its own message
+        return Path.cwd()
+    for folder in resolved.parents:
         if any((folder / marker).exists() for marker in ROOT_MARKERS):
             return folder
     return Path.cwd()
@@ -417,6 +467,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
     bound = _bind_properties(located, raw_checks, registry, problems)
     _check_ids(located, raw_checks, problems)
     sources = _check_sources(located, data, raw_checks, root.resolve(), problems)
+    warnings = _check_meaning(located, doc, registry, problems) if doc is not None else []
     if problems or doc is None:
         unique = {(p.line, p.column, p.key_path, p.message): p for p in problems}
         raise SpecError([unique[key] for key in sorted(unique)])
@@ -440,6 +491,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
                 inputs=with_source(written.inputs, ("checks", index, "inputs", "source")),
                 expect=written.expect,
                 tolerance=written.tolerance,
+                gate=(written.gate or Gate()).over(doc.gate),
                 reason=written.reason,
                 file=located.path,
                 line=line,
@@ -454,6 +506,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
         applies_to=doc.applies_to,
         inputs=with_source(doc.inputs, ("inputs", "source")) or Inputs(),
         checks=tuple(checks),
+        warnings=tuple(warnings),
     )
 
 
@@ -483,10 +536,52 @@ def _bind_properties(
         if not isinstance(params, dict):
             continue
         try:
-            bound[index] = (prop, prop.params.model_validate(params))
+            # Strict, as JSON: a quoted '8' or a 1.0 for an integer is the author's mistake, not a value to
+            # coerce; JSON mode still reads an enum from its string and an integer as a float.
+            bound[index] = (prop, prop.params.model_validate_json(json.dumps(params), strict=True))
         except ValidationError as exc:
             problems.extend(translate(exc, located, prop.params, prefix=("checks", index, "params")))
     return bound
+
+
+def _check_meaning(located: Located, doc: SpecDoc, registry: Registry, problems: list[SpecProblem]) -> list[str]:
+    """Checks that validate but can never say anything: problems where no use exists, warnings where one does."""
+    warnings: list[str] = []
+    spec_inputs = (doc.inputs or Inputs()).over(InputSpec())
+    for index, written in enumerate(doc.checks):
+        prop = registry.get(written.property)
+        if prop is None:
+            continue
+        at: KeyPath = ("checks", index)
+        metric = written.expect.metric or prop.default_metric
+        name = f"{prop.name}.{metric}"
+        per_layer = getattr(prop, "per_layer_metrics", None)
+        if written.expect.on == "per_layer" and per_layer is not None and metric not in per_layer:
+            listed = ", ".join(per_layer) or "none"
+            message = f"{name} has only an aggregate value, so on: per_layer has nothing to compare; use on: aggregate."
+            problems.append(located.problem(at + ("expect", "on"), message, f"metrics of {prop.name} with per-layer values: {listed}"))
+        inputs = written.inputs.over(spec_inputs) if written.inputs is not None else spec_inputs
+        single = _single_position(inputs)
+        if single and metric in getattr(prop, "positional_metrics", ()):
+            where = at + ("inputs",) if written.inputs is not None else ("inputs",)
+            message = f"{name} compares positions, but these inputs give sequences of one position ({single})."
+            problems.append(located.problem(where, message, "use another input mode or more tokens, or set bos: true"))
+        low, high = written.expect.lower, written.expect.upper
+        if low is not None and low == high and metric not in getattr(prop, "integer_metrics", ()):
+            key = "between" if written.expect.between is not None else "max"
+            message = (f"warning: the band [{show_number(low)}, {show_number(high)}] has zero width, so only a value of "
+                       f"exactly {show_number(low)} passes {name}; widen it unless that is intended.")
+            warnings.append(str(located.problem(at + ("expect", key), message)))
+    return warnings
+
+
+def _single_position(inputs: InputSpec) -> str | None:
+    """Why sequences built from ``inputs`` hold exactly one position, or None when they may hold more."""
+    if inputs.mode == "single_token" and inputs.bos is not True:
+        return "mode single_token without bos: true"
+    if inputs.mode != "single_token" and inputs.tokens == 1 and inputs.bos is False:
+        return "tokens: 1 with bos: false"
+    return None
 
 
 def _check_ids(located: Located, raw_checks: list, problems: list[SpecProblem]) -> None:
@@ -556,7 +651,11 @@ def _resolve_source(source: str, root: Path) -> tuple[str, str | None]:
         candidate = Path(source)
         full = (candidate if candidate.is_absolute() else root / candidate).resolve()
         exists = full.exists()
+    except RuntimeError:  # Path.resolve on a symlink loop (Python 3.13 raises OSError instead)
+        return "", f"text source {show_value(source)} is a symlink loop; point it at a real file or folder."
     except (OSError, ValueError) as exc:
+        if getattr(exc, "errno", None) == errno.ELOOP:
+            return "", f"text source {show_value(source)} is a symlink loop; point it at a real file or folder."
         return "", f"text source {show_value(source)} is not a usable path ({exc})."
     if not full.is_relative_to(root):
         return "", (
