@@ -219,7 +219,7 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
     kwargs = _loading_kwargs(ref, directory, options)
     tokenizer = _load_tokenizer(ref, directory, options)
     config = AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
-    check_model_type(config.model_type)  # refuse encoders and the like before any weights load
+    check_model_type(config.model_type, config)  # refuse encoders and the like before any weights load
     if options.device == AUTO_DEVICE:
         kwargs["device_map"] = AUTO_DEVICE
     try:

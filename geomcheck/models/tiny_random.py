@@ -27,7 +27,9 @@ SIZES: dict[str, object] = {
     "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4, "moe_num_experts": 4,
     "num_experts_per_tok": 2, "moe_topk": 2, "top_k": 2, "moe_intermediate_size": 32,
     "shared_expert_intermediate_size": 32, "n_shared_experts": 1, "first_k_dense_replace": 1,
-    "n_group": 1, "topk_group": 1, "decoder_sparse_step": 1,
+    "n_group": 1, "topk_group": 1, "decoder_sparse_step": 1, "moe_k": 2, "moe_num_shared_experts": 1,
+    # multi-head latent attention (DeepSeek and kin): its head sizes replace head_dim
+    "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 16, "kv_lora_rank": 16, "q_lora_rank": 32,
 }
 
 
@@ -44,6 +46,8 @@ def tiny_config(model_type: str, **overrides: object):
     config_class = CONFIG_MAPPING[model_type]
     known = config_class().to_dict()
     settings = {key: value for key, value in SIZES.items() if key in known}
+    if "qk_rope_head_dim" in known:
+        settings["head_dim"] = settings["qk_rope_head_dim"]  # latent attention rotates only the rope part
     settings.update(PER_TYPE.get(model_type, {}))
     settings.update(overrides)
     return config_class(**settings)

@@ -18,7 +18,7 @@ from geomcheck.models.adapters.gpt2 import GPT2
 from geomcheck.models.adapters.infer import InferenceRefused, infer_table
 from geomcheck.models.adapters.llama import LLAMA
 from geomcheck.models.adapters.probe import probe
-from geomcheck.models.adapters.refusals import refusal_for
+from geomcheck.models.adapters.refusals import composite_refusal, refusal_for
 from geomcheck.models.adapters.table import (
     ArchitectureTable,
     BlockScheme,
@@ -51,9 +51,12 @@ def table_for(model_type: str, tables: tuple[ArchitectureTable, ...] = TABLES) -
     return table
 
 
-def check_model_type(model_type: str) -> None:
-    """Refuse up front, before any weights load, a model type no adapter could capture."""
-    reason = refusal_for(model_type)
+def check_model_type(model_type: str, config: object | None = None) -> None:
+    """Refuse up front, before any weights load, a model type no adapter could capture.
+
+    ``config`` (an instance or the config class) adds the check for composite multimodal models.
+    """
+    reason = refusal_for(model_type) or (composite_refusal(config) if config is not None else None)
     if reason is not None:
         raise UnsupportedArchitectureError(model_type, supported_model_types(), reason, fixable=False)
 
@@ -64,7 +67,7 @@ def adapter_for(
     """The table that captures ``model``: declared, built in, or inferred and verified; else a refusal."""
     config = model.config
     model_type = config.model_type
-    check_model_type(model_type)
+    check_model_type(model_type, config)
     declared = declared_tables(adapter_files)
     table = find_table(model_type, declared)
     probed = table is not None

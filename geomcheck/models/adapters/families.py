@@ -108,17 +108,25 @@ LLAMA_NAMED = replace(
     family="llama-named",
     model_types=(
         "phi3", "mixtral", "qwen2_moe", "qwen3_moe", "starcoder2", "olmo", "olmoe", "helium", "internlm3",
-        "gemma", "ministral", "smollm3", "seed_oss", "arcee", "exaone4", "glm", "apertus", "hunyuan_v1_dense",
+        "gemma", "ministral", "smollm3", "seed_oss", "arcee", "glm", "hunyuan_v1_dense",
     ),
 )
 STABLELM = replace(LLAMA, family="stablelm", model_types=("stablelm",), parallel_when=("use_parallel_residual",))
-GRANITE = replace(LLAMA, family="granite", model_types=("granite", "granitemoe", "granitemoeshared"), residual_scale="residual_multiplier")
+GRANITE = replace(
+    LLAMA,
+    family="granite",
+    model_types=("granite", "granitemoe", "granitemoeshared"),
+    mlp=("mlp", "block_sparse_moe"),
+    residual_scale="residual_multiplier",
+)
+APERTUS = replace(LLAMA, family="apertus", model_types=("apertus",), norm_attn="attention_layernorm", norm_mlp="feedforward_layernorm")
+VAULTGEMMA = replace(LLAMA, family="vaultgemma", model_types=("vaultgemma",), norm_mlp="pre_feedforward_layernorm")
 
 # --- sandwich norms: the residual receives post_norm(sublayer(pre_norm(x))) --------------------------
 GEMMA2 = replace(
     LLAMA,
     family="gemma2",
-    model_types=("gemma2", "gemma3_text", "vaultgemma"),
+    model_types=("gemma2", "gemma3_text"),
     attn="post_attention_layernorm",
     norm_mlp="pre_feedforward_layernorm",
     mlp="post_feedforward_layernorm",
@@ -127,7 +135,7 @@ GEMMA2 = replace(
 OLMO2 = replace(
     LLAMA,
     family="olmo2",
-    model_types=("olmo2", "olmo3"),
+    model_types=("olmo2", "olmo3", "exaone4"),
     norm_attn=None,
     attn="post_attention_layernorm",
     norm_mlp=None,
@@ -137,5 +145,5 @@ OLMO2 = replace(
 
 FAMILY_TABLES: tuple[ArchitectureTable, ...] = (
     GPT_NEO, GPT_BIGCODE, OPT, BIOGPT, XGLM, GPTJ, GPT_NEOX, PHI, COHERE, FALCON, BLOOM,
-    LLAMA_NAMED, STABLELM, GRANITE, GEMMA2, OLMO2,
+    LLAMA_NAMED, STABLELM, GRANITE, APERTUS, VAULTGEMMA, GEMMA2, OLMO2,
 )

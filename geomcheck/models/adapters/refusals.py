@@ -50,3 +50,24 @@ REFUSED: dict[str, str] = {
 
 def refusal_for(model_type: str) -> str | None:
     return REFUSED.get(model_type)
+
+
+def composite_refusal(config: object) -> str | None:
+    """Why a composite (multimodal or multi-model) config is refused; takes a config or its class.
+
+    Such checkpoints wrap a language model next to vision, audio or patching sub-models; geomcheck
+    captures one decoder stack, so the remedy is to load the language model on its own.
+    """
+    sub = dict(getattr(config, "sub_configs", None) or {})
+    if not sub:
+        return None
+    text = sub.pop("text_config", None)
+    text_type = getattr(text, "model_type", "") if text is not None else ""
+    if not sub and text_type in ("", None):
+        return "a wrapper around another model type's text model: load that language model directly"
+    parts = ", ".join(sorted(sub)) or "text_config"
+    target = f" (model type {text_type!r})" if text_type else ""
+    return (
+        f"a composite model ({parts} next to the language model): geomcheck captures one decoder stack; "
+        f"load its language model{target} on its own"
+    )
