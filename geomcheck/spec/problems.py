@@ -207,6 +207,8 @@ def show_value(value: object) -> str:
             return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
         return str(value)
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e6:
+            return f"{value:.1f}"  # 4.0, not 4: the difference is why an integer field refused it
         return "nan" if math.isnan(value) else show_number(value)
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:37] + "...")

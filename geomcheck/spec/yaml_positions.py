@@ -14,10 +14,46 @@ from geomcheck.spec.problems import KeyPath, format_key_path, sentence
 MAX_SPEC_BYTES = 1_000_000
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+# Values written in the file, counted while composing: PyYAML's pure-Python parser spends ~20 us per
+# node, so the limit has to stop a flat list long before MAX_NODES to refuse it in well under a second.
+# The shipped specs hold a few hundred nodes.
+MAX_WRITTEN_NODES = 20_000
+
+
+class _TooLarge(Exception):
+    """Raised from inside the composer, so a huge or deep file is refused before the rest is parsed."""
+
+    def __init__(self, message: str, mark: yaml.Mark) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e5`` as a float, as YAML 1.2 does (PyYAML wants ``1.0e5``)."""
+    """SafeLoader that also reads ``1e5`` as a float, as YAML 1.2 does (PyYAML wants ``1.0e5``).
+
+    It counts nodes and nesting as it composes them and stops at MAX_WRITTEN_NODES or MAX_DEPTH,
+    so the cost of refusing a file does not grow with the size of the file.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.written_nodes = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        self.written_nodes += 1
+        if self.written_nodes > MAX_WRITTEN_NODES:
+            raise _TooLarge(f"the file holds more than {MAX_WRITTEN_NODES:,} values; a spec is far smaller, "
+                            "so it is refused unread.", self.peek_event().start_mark)
+        if self.depth > MAX_DEPTH:
+            raise _TooLarge(f"values are nested more than {MAX_DEPTH} levels deep; refusing to read it.",
+                            self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -27,8 +63,28 @@ _SpecLoader.add_implicit_resolver(
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + name for name in ("null", "bool", "int", "float", "str")}
-_TEXT_TAGS = {_TAG + "timestamp"}  # dates stay the text that was written
+_TEXT_TAGS = {_TAG + "timestamp", _TAG + "value"}  # dates and a bare `=` stay the text that was written
 _MAP_TAG, _SEQ_TAG, _MERGE_TAG = _TAG + "map", _TAG + "seq", _TAG + "merge"
+_KINDS = {"null": "null", "bool": "true or false", "int": "an integer", "float": "a number"}
+
+
+def _scalar_patterns() -> dict[str, tuple[re.Pattern[str], ...]]:
+    """The text each typed tag accepts: the patterns that resolve plain scalars to it.
+
+    An explicit tag (``!!int ""``, ``!!bool maybe``) skips that resolution, and PyYAML's constructors
+    then fail with KeyError or IndexError; text is checked against the same patterns first. A
+    ``!!float`` also takes integer text (``!!float 3`` is 3.0).
+    """
+    found: dict[str, dict[str, re.Pattern[str]]] = {}
+    for resolvers in _SpecLoader.yaml_implicit_resolvers.values():
+        for tag, pattern in resolvers:
+            found.setdefault(tag, {})[pattern.pattern] = pattern
+    patterns = {tag: tuple(found.get(_TAG + tag, {}).values()) for tag in _KINDS}
+    patterns["float"] += patterns["int"]
+    return {_TAG + tag: value for tag, value in patterns.items()}
+
+
+_SCALAR_PATTERNS = _scalar_patterns()
 
 
 @dataclass(frozen=True)
@@ -54,6 +110,11 @@ class Located:
 class _Abort(Exception):
     def __init__(self, problem: SpecProblem) -> None:
         self.problem = problem
+
+
+def _unreadable(node: yaml.ScalarNode) -> str:
+    kind = _KINDS.get(node.tag.rsplit(":", 1)[-1], "a value")
+    return f"cannot read {node.value[:40]!r} as {kind} (tag {node.tag.replace(_TAG, '!!')})."
 
 
 def _tag_message(tag: str) -> str:
@@ -88,11 +149,14 @@ class _Converter:
             if node.tag not in _SCALAR_TAGS:
                 self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
                 return None
+            patterns = _SCALAR_PATTERNS.get(node.tag, ())
+            if patterns and not any(p.match(node.value) for p in patterns):
+                self.problems.append(self._problem(node, key_path, _unreadable(node)))
+                return None
             try:
                 return self.constructor.construct_object(node)
             except (ValueError, OverflowError):  # e.g. an integer past Python's 4300-digit limit
-                kind = {"int": "an integer", "float": "a number"}.get(node.tag.rsplit(":", 1)[-1], "a value")
-                self.problems.append(self._problem(node, key_path, f"cannot read {node.value[:40]!r} as {kind}."))
+                self.problems.append(self._problem(node, key_path, _unreadable(node)))
                 return None
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
             items = []
@@ -153,6 +217,8 @@ def read_yaml(text: str | bytes, path: str) -> Located:
         root = yaml.compose(text, Loader=_SpecLoader)
     except yaml.YAMLError as exc:
         raise SpecError([_yaml_problem(exc, text, path)]) from None
+    except _TooLarge as exc:
+        raise _file_error(path, exc.message, exc.mark.line + 1, exc.mark.column + 1) from None
     except RecursionError:
         raise _file_error(path, "is nested too deeply to read.") from None
     if root is None:
