@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import socket
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from geomcheck.errors import ModelLoadError
@@ -203,7 +205,7 @@ class LoadOptions:
 
 def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel:
     """Load weights (or a seeded random-init twin) and tokenizer; every failure is a ModelLoadError."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     ref = resolve(ref) if isinstance(ref, str) else ref
     options = options or LoadOptions()
@@ -218,7 +220,9 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
     directory, source = _local_directory(ref, options)
     kwargs = _loading_kwargs(ref, directory, options)
     tokenizer = _load_tokenizer(ref, directory, options)
-    config = AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
+    config = _load_config(ref, directory, options)
+    if not ref.random_init:
+        _check_weight_files(ref, directory)
     check_model_type(config.model_type, config)  # refuse encoders and the like before any weights load
     if options.device == AUTO_DEVICE:
         kwargs["device_map"] = AUTO_DEVICE
@@ -231,7 +235,11 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
                 model = _dispatch(model)
         else:
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[options.dtype], **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except pickle.UnpicklingError:
+        raise _refused_pickle(ref, directory) from None  # torch's own text suggests weights_only=False: never
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        if "weights_only" in str(exc):
+            raise _refused_pickle(ref, directory) from None
         raise ModelLoadError(ref.text, f"loading weights from {directory} failed ({_first_line(exc)})", "check the checkpoint files") from exc
     model.eval()
     if options.device not in ("cpu", AUTO_DEVICE):
@@ -362,6 +370,81 @@ def _loading_kwargs(ref: ModelRef, directory: str, options: LoadOptions) -> dict
         )
     # transformers loads .bin files through torch.load(weights_only=True).
     return {"use_safetensors": False, "trust_remote_code": options.trust_remote_code}
+
+
+def preflight(ref: ModelRef | str, options: LoadOptions | None = None) -> ModelRef:
+    """Refuse what ``load`` would refuse without reading weights: missing files, an offline hub id, an unknown
+    model type, a truncated safetensors header; a pytest run reports it once per model, before any check runs.
+
+    A GGUF file is checked from its header only (dequantizing is the expensive part of loading it).
+    """
+    ref = resolve(ref) if isinstance(ref, str) else ref
+    options = options or LoadOptions()
+    if ref.kind in ("packaged", "gguf"):
+        path = PACKAGED[ref.target].locate() if ref.kind == "packaged" else Path(ref.target)
+        if path is None:
+            packaged = PACKAGED[ref.target]
+            raise ModelLoadError(ref.text, f"the package {packaged.package} is not installed", packaged.install)
+        check_gguf_architecture(path)
+        return ref
+    directory, _ = _local_directory(ref, options)
+    _loading_kwargs(ref, directory, options)
+    _load_tokenizer(ref, directory, options)
+    config = _load_config(ref, directory, options)
+    check_model_type(config.model_type, config)
+    if not ref.random_init:
+        _check_weight_files(ref, directory)
+    return ref
+
+
+def _load_config(ref: ModelRef, directory: str, options: LoadOptions) -> object:
+    """The transformers config; a model type it does not know, or none, is one line naming config.json."""
+    import transformers
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
+    except (ValueError, KeyError):
+        config_path = Path(directory) / "config.json"
+        try:
+            model_type = json.loads(config_path.read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = None
+        if not model_type:
+            raise ModelLoadError(ref.text, f"{config_path} has no model_type", 'add "model_type" (e.g. "llama") to it; '
+                                 "save_pretrained always writes one") from None
+        raise ModelLoadError(
+            ref.text,
+            f"{config_path} names model_type {str(model_type)[:60]!r}, which transformers {transformers.__version__} does not know",
+            "correct model_type, or upgrade transformers if the architecture is newer than it",
+        ) from None
+
+
+def _check_weight_files(ref: ModelRef, directory: str) -> None:
+    """Read each safetensors header (no tensor data), so a truncated or corrupt file is named before loading."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ModelLoadError(
+                ref.text,
+                f"{path} is truncated or corrupt ({_first_line(exc)})",
+                "download or export it again (save_pretrained writes complete files); do not edit it by hand",
+            ) from None
+
+
+def _refused_pickle(ref: ModelRef, directory: str) -> ModelLoadError:
+    pickled = sorted(name for name in os.listdir(directory) if name.endswith(PICKLE_SUFFIXES))
+    where = Path(directory) / pickled[0] if pickled else Path(directory)
+    return ModelLoadError(
+        ref.text,
+        f"{where} holds pickled Python objects beyond plain tensors, which the safe loader refuses because "
+        "loading them could run code",
+        "do not load this file; get the weights as safetensors from a source you trust",
+    )
 
 
 def _load_tokenizer(ref: ModelRef, directory: str, options: LoadOptions) -> object:
