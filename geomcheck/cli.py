@@ -10,29 +10,69 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from geomcheck import option_values
 from geomcheck.errors import GeomcheckError
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_USAGE = 0, 1, 3, 4
+# docs/exit-codes.md holds the same table, with pytest's codes beside these.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_CODES_HELP = """\
+exit codes (run and compare; details in docs/exit-codes.md):
+  0  every check passed or was skipped (compare: nothing regressed)
+  1  a check failed (compare: a check went from passed to failed)
+  2  bad command-line usage: an unknown option or an unusable value
+  3  a check errored, or the run could not start: a spec is invalid or
+     missing, a model cannot load, a report cannot be written
+  4  internal error in geomcheck (a bug): one line; rerun with --traceback
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (argparse prints the whole usage first), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _typed(parse):
+    """An argparse ``type`` from an option_values parser: its message becomes argparse's usage error."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except option_values.OptionValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in its fallback message
+    return convert
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto (shard with accelerate)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--seed", type=int, default=0, help="seed for random: twins and input sampling")
+    parser.add_argument("--device", default="cpu", type=_typed(option_values.device),
+                        help="cpu, cuda, cuda:N, mps, or auto (shard with accelerate)")
+    parser.add_argument("--dtype", default="float32", choices=option_values.DTYPE_NAMES)
+    parser.add_argument("--seed", type=_typed(option_values.seed), default=0, help="seed for random: twins and input sampling")
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickle-based checkpoints (.bin/.pt)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code")
+    parser.add_argument("--adapters", action="append", default=[], metavar="YAML",
+                        help="adapters.yaml declaring module layouts for model types geomcheck does not know")
 
 
 def _load_options(args: argparse.Namespace):
     from geomcheck.models.loader import LoadOptions
 
+    from pathlib import Path
+
+    # adapters.yaml next to the specs counts as declared, like the one given with --adapters
+    spec_dirs = [Path(s) if Path(s).is_dir() else Path(s).parent for s in getattr(args, "specs", None) or ["specs"]]
+    beside = tuple(d / "adapters.yaml" for d in spec_dirs if (d / "adapters.yaml").is_file())
     return LoadOptions(
-        device=args.device, dtype=args.dtype, seed=args.seed, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code
+        device=args.device, dtype=args.dtype, seed=args.seed, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+        adapters=tuple(Path(p) for p in args.adapters) + beside,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geomcheck", description=__doc__)
+    parser = _Parser(prog="geomcheck", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("models", help="known aliases and whether each is available offline now")
@@ -46,10 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--model", required=True)
     summary.add_argument("--mode", default="corpus", choices=["corpus", "text", "dataset", "single_token", "repeated_token"])
     summary.add_argument("--source", default=None, help="file/folder for --mode text, dataset id for --mode dataset")
-    summary.add_argument("--sequences", type=int, default=8)
-    summary.add_argument("--tokens", type=int, default=256)
+    summary.add_argument("--sequences", type=_typed(option_values.positive_int), default=8)
+    summary.add_argument("--tokens", type=_typed(option_values.positive_int), default=256)
     summary.add_argument("--bos", choices=["yes", "no", "default"], default="default")
-    summary.add_argument("--batch-size", type=int, default=8)
+    summary.add_argument("--batch-size", type=_typed(option_values.positive_int), default=8)
     summary.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_model_options(summary)
 
@@ -58,13 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="check models against specs (same checks and exit codes as pytest)")
     run.add_argument("--model", action="append", required=True, dest="models")
     run.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
-    run.add_argument("--report", default=None, help="HTML report path (default reports/<model>-<spec>.html)")
+    run.add_argument("--report", default=None, type=_typed(option_values.output_file),
+                     help="HTML report path (default reports/<model>-<spec>.html)")
     run.add_argument("--no-report", action="store_true")
-    run.add_argument("--token-budget", type=int, default=None)
+    run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None)
     run.add_argument("--update", action="store_true",
                      help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
     run.add_argument("--force-update", action="store_true", help="like --update, but record failing checks too")
-    run.add_argument("--baseline-dir", default="baselines", help="where baselines live (default: baselines/)")
+    run.add_argument("--baseline-dir", default="baselines", type=_typed(option_values.output_folder),
+                     help="where baselines live (default: baselines/)")
     run.add_argument("--no-baseline", action="store_true", help="fixed expectations only; no baselines read or written")
     _add_model_options(run)
 
@@ -72,10 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("ref_a", metavar="REF_A", help="the reference checkpoint (e.g. the last released one)")
     compare.add_argument("ref_b", metavar="REF_B", help="the candidate checkpoint")
     compare.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
-    compare.add_argument("--report", default=None, help="HTML report path (default reports/compare-<A>-vs-<B>.html)")
+    compare.add_argument("--report", default=None, type=_typed(option_values.output_file),
+                         help="HTML report path (default reports/compare-<A>-vs-<B>.html)")
     compare.add_argument("--no-report", action="store_true")
-    compare.add_argument("--token-budget", type=int, default=None)
+    compare.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None)
     _add_model_options(compare)
+    for sub in (parser, *commands.choices.values()):
+        sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS if sub is not parser else False,
+                         help="on an internal error, print the full traceback")
+    for sub in (parser, run, compare):
+        sub.epilog, sub.formatter_class = EXIT_CODES_HELP, argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -89,16 +137,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("geomcheck: interrupted", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug gets one line and its own exit code
+        if args.traceback:
+            import traceback
+
+            traceback.print_exc()
+        else:
+            text = str(exc).strip().splitlines()
+            print(f"geomcheck: internal error: {type(exc).__name__}: {text[0][:200] if text else ''} "
+                  "(a bug in geomcheck; rerun with --traceback and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from geomcheck.models.loader import availability
+
+    from geomcheck.models.adapters import TABLES
 
     rows = availability()
     width = max(len(alias) for alias, _, _ in rows)
     for alias, target, status in rows:
         print(f"{alias:<{width}}  {target:<34}  {status}")
     print("\nAlso accepted: a hub id (owner/name), a local directory, a .gguf file, and random:<any of these>.")
+    print("\nArchitecture families (other model types: an adapters.yaml, or an adapter inferred and verified at load;")
+    print("see docs/architectures.md):")
+    for table in TABLES:
+        print(f"  {table.family:<12} {table.block_kind:<20} {table.position_scheme:<10} {', '.join(table.model_types)}")
     return EXIT_OK
 
 
@@ -109,6 +173,10 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
     loaded = load(args.model, _load_options(args))
     sites = model_sites(loaded)
+    # stderr, so stdout stays one site name per line for scripts
+    print(f"# {loaded.model.config.model_type}: {loaded.table.describe()}", file=sys.stderr)
+    if loaded.table.scheme == "parallel":
+        print("# parallel blocks: no resid_mid site (attention and MLP both read the block input)", file=sys.stderr)
     if args.select:
         sites = select_sites(sites, args.select)
     print("\n".join(site.name for site in sites))
@@ -141,7 +209,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
         first = float(stats.norms[:, 0].mean())
         rest = float(np.median(stats.norms[:, 1:])) if acts.length > 1 else float("nan")
         rows.append({"site": name, "position_0": first, "median_rest": rest, "ratio": first / rest if rest else float("nan")})
-    worst = max((v.rms_error for v in acts.verification), default=0.0)
+    # NaN marks a block whose parts were non-finite, so it could not be verified.
+    worst = max((v.rms_error for v in acts.verification if np.isfinite(v.rms_error)), default=0.0)
+    unverified = [v.block for v in acts.verification if not np.isfinite(v.rms_error)]
     header = {
         "model": loaded.ref.text,
         "source": loaded.source,
@@ -149,7 +219,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
         "bos": batch.bos,
         "load_seconds": round(loaded.load_seconds, 2),
         "capture_seconds": round(seconds, 2),
-        "verified_blocks": len(acts.verification),
+        "verified_blocks": len(acts.verification) - len(unverified),
+        "unverifiable_blocks": unverified,
         "worst_relative_rms_error": worst,
     }
     if args.json:

@@ -68,7 +68,9 @@ def test_unsupported_architecture_lists_supported(tiny_dirs, tmp_path):
 def test_supported_list_in_adapter_error():
     from geomcheck.models.adapters import table_for
 
-    with pytest.raises(UnsupportedArchitectureError, match=r"gpt2.*llama.*ArchitectureTable"):
+    with pytest.raises(UnsupportedArchitectureError, match=r"adapters\.yaml.*ArchitectureTable.*gpt2.*llama"):
+        table_for("mythical")
+    with pytest.raises(UnsupportedArchitectureError, match=r"state-space"):
         table_for("mamba")
 
 

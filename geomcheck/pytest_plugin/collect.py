@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from geomcheck import option_values
 from geomcheck.capture.inputs import check_budget
 from geomcheck.errors import GeomcheckError, InputError, SpecError
 from geomcheck.models.loader import LoadOptions, resolve
@@ -13,25 +16,42 @@ from geomcheck.pytest_plugin.plugin import MODELS_KEY, SESSION_KEY, setting
 from geomcheck.runner import BaselineOptions, CheckResult, GeomSession
 from geomcheck.spec.schema import Check, Spec, load_spec
 
+T = TypeVar("T")
+
 
 def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
     from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 
     config.stash[MODELS_KEY] = models
     options = LoadOptions(
-        device=str(setting(config, "geom_device") or "cpu"),
-        dtype=str(setting(config, "geom_dtype") or "float32"),
-        seed=int(setting(config, "geom_seed") or 0),
+        device=_checked(config, "geom_device", option_values.device, "cpu"),
+        dtype=_checked(config, "geom_dtype", option_values.dtype, "float32"),
+        seed=_checked(config, "geom_seed", option_values.seed, 0),
         allow_pickle=bool(config.getoption("geom_allow_pickle")),
         trust_remote_code=bool(config.getoption("geom_trust_remote_code")),
+        adapters=tuple(Path(p) for p in config.getoption("geom_adapters") or ())
+        + ((config.rootpath / "adapters.yaml",) if (config.rootpath / "adapters.yaml").is_file() else ()),
     )
-    budget = int(setting(config, "geom_token_budget") or DEFAULT_TOKEN_BUDGET)
+    budget = _checked(config, "geom_token_budget", option_values.positive_int, DEFAULT_TOKEN_BUDGET)
+    if str(setting(config, "geom_report") or "").strip().lower() != "none":
+        _checked(config, "geom_report", option_values.output_file, None)
     baselines = None
     if not config.getoption("geom_no_baseline"):
-        root = Path(str(setting(config, "geom_baseline_dir") or config.rootpath / "baselines"))
+        root = _checked(config, "geom_baseline_dir", option_values.output_folder, config.rootpath / "baselines")
         baselines = BaselineOptions(root=root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
                                     force=bool(config.getoption("geom_force_update")))
     return GeomSession(options, budget, baselines)
+
+
+def _checked(config: pytest.Config, dest: str, parse: Callable[[str], T], default: T) -> T:
+    """The option (or ini key) parsed as ``geomcheck`` would; a bad value is one usage-error line, not an INTERNALERROR."""
+    raw = setting(config, dest)
+    if raw is None:
+        return default
+    try:
+        return parse(str(raw))
+    except option_values.OptionValueError as exc:
+        raise pytest.UsageError(f"--{dest.replace('_', '-')} (or ini {dest}): {exc}") from None
 
 
 class CheckFailed(AssertionError):

@@ -48,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="compare with fixed expectations only; neither read nor write baselines")
     group.addoption("--geom-trust-remote-code", action="store_true", dest="geom_trust_remote_code", default=False,
                     help="allow a checkpoint's own Python code (auto_map)")
+    group.addoption("--geom-adapters", action="append", dest="geom_adapters", default=[],
+                    help="adapters.yaml declaring module layouts for model types geomcheck does not know "
+                         "(default: adapters.yaml in the rootdir, if present)")
 
 
 def setting(config: pytest.Config, dest: str) -> object:

@@ -100,9 +100,20 @@ class ArchitectureTable:
             return None
         return self.find(block, self.resid_mid_at if self.resid_mid_at is not None else self.norm_mlp)
 
+    @property
+    def block_kind(self) -> str:
+        """The block scheme in the words of docs/architectures.md."""
+        if self.scheme == "parallel":
+            return "parallel"
+        post_norm = "norm" in " ".join(_alternatives(self.attn))
+        kind = ("norm-after-only" if self.norm_attn is None else "sandwich-norm") if post_norm else "sequential pre-norm"
+        if self.parallel_when:
+            kind += f" (parallel when config.{' or '.join(self.parallel_when)})"
+        if self.residual_scale:
+            kind += f", contributions scaled by config.{self.residual_scale}"
+        return kind
+
     def describe(self) -> str:
         """One line for `geomcheck models` / `sites`: family, block scheme, positions, where the table came from."""
-        sandwich = self.scheme == "sequential" and self.attn != "self_attn" and "norm" in str(self.attn)
-        kind = "sandwich-norm sequential" if sandwich else self.scheme
-        text = f"family {self.family}: {kind} blocks, {self.position_scheme} positions, adapter {self.origin}"
+        text = f"family {self.family}: {self.block_kind} blocks, {self.position_scheme} positions, adapter {self.origin}"
         return text + (f" ({self.note})" if self.note else "")
