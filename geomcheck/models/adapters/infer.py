@@ -20,7 +20,7 @@ from geomcheck.models.adapters.table import (
     PositionScheme,
 )
 
-ATTENTION_WORDS = ("attn", "attention")
+ATTENTION_WORDS = ("attn", "attention", "self_att")
 MLP_WORDS = ("mlp", "ffn", "feed_forward", "feedforward", "moe", "expert")
 
 

@@ -22,6 +22,18 @@ RECURRENT = (
     "a state-space / recurrent model: its blocks hold no attention + MLP pair whose outputs add to a residual "
     "stream in the way geomcheck's sites assume"
 )
+BIDIRECTIONAL = (
+    "a bidirectional encoder (pre-norm, but trained without a causal mask): geomcheck's properties assume "
+    "next-token causal geometry, and no adapter can change what the model was trained to do; use a causal LM"
+)
+HYBRID = (
+    "a hybrid stack mixing attention with state-space, linear-attention or convolution blocks: there is no "
+    "single attention + MLP block layout to capture; use a pure-attention model"
+)
+SPECIAL_RESIDUAL = (
+    "a non-standard residual (two-stream or reversible): a block's output is not its input plus two "
+    "contributions, and no adapter can change that"
+)
 POST_NORM_DECODER = (
     "a post-norm decoder (LayerNorm after each residual add): there is no residual stream for attn_out and "
     "mlp_out to add to, and no adapter can change that"
@@ -45,6 +57,15 @@ REFUSED: dict[str, str] = {
     ),
     **dict.fromkeys(("mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm", "recurrent_gemma"), RECURRENT),
     **dict.fromkeys(("openai-gpt",), POST_NORM_DECODER),
+    **dict.fromkeys(("roberta-prelayernorm", "xlm-roberta-xl"), BIDIRECTIONAL),
+    **dict.fromkeys(
+        (
+            "bamba", "jamba", "granitemoehybrid", "nemotron_h", "falcon_h1", "zamba", "zamba2", "lfm2", "lfm2_moe",
+            "lfm3", "olmo_hybrid", "kimi_linear", "bailing_hybrid", "minimax", "lara_mini",
+        ),
+        HYBRID,
+    ),
+    **dict.fromkeys(("xlnet", "reformer"), SPECIAL_RESIDUAL),
 }
 
 
