@@ -30,7 +30,7 @@ class Variant:
     build: Callable[[LoadedModel], LoadedModel]
 
 
-def _copy(loaded: LoadedModel, what: str) -> LoadedModel:
+def copy_model(loaded: LoadedModel, what: str) -> LoadedModel:
     model = copy.deepcopy(loaded.model)
     model.eval()
     return dataclasses.replace(loaded, model=model, source=f"{loaded.source}, damaged: {what}", notes=[*loaded.notes, f"damaged: {what}"])
@@ -47,7 +47,7 @@ def swap_blocks(loaded: LoadedModel, first: int, second: int) -> LoadedModel:
     _check_block(loaded, second, "second", "swap_blocks")
     if first == second:
         raise ValueError(f"The 'second' parameter of swap_blocks must differ from 'first'. Got {second!r} for both instead.")
-    damaged = _copy(loaded, f"blocks {first} and {second} swapped")
+    damaged = copy_model(loaded, f"blocks {first} and {second} swapped")
     blocks = damaged.table.resolve(damaged.base, damaged.table.blocks)  # the ModuleList itself, not a copy
     blocks[first], blocks[second] = blocks[second], blocks[first]
     return damaged
@@ -61,7 +61,7 @@ def add_noise(loaded: LoadedModel, scale: float, seed: int = 0) -> LoadedModel:
     """
     if not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"The 'scale' parameter of add_noise must be a number > 0. Got {scale!r} instead.")
-    damaged = _copy(loaded, f"Gaussian noise at {scale:g} x each tensor's std (seed {seed})")
+    damaged = copy_model(loaded, f"Gaussian noise at {scale:g} x each tensor's std (seed {seed})")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in damaged.model.parameters():
@@ -76,7 +76,7 @@ def add_noise(loaded: LoadedModel, scale: float, seed: int = 0) -> LoadedModel:
 def reinit_block(loaded: LoadedModel, block: int, seed: int = 0) -> LoadedModel:
     """Block ``block`` back to random init: matrices N(0, initializer_range), norm weights 1, biases 0."""
     _check_block(loaded, block, "block", "reinit_block")
-    damaged = _copy(loaded, f"block {block} re-initialised (seed {seed})")
+    damaged = copy_model(loaded, f"block {block} re-initialised (seed {seed})")
     std = float(getattr(damaged.model.config, "initializer_range", 0.02) or 0.02)
     generator = torch.Generator().manual_seed(seed)
     target = damaged.table.block_modules(damaged.base)[block]
@@ -94,7 +94,7 @@ def reinit_block(loaded: LoadedModel, block: int, seed: int = 0) -> LoadedModel:
 
 def remove_final_norm(loaded: LoadedModel) -> LoadedModel:
     """The final norm before the LM head replaced by ``nn.Identity``."""
-    damaged = _copy(loaded, "final norm removed")
+    damaged = copy_model(loaded, "final norm removed")
     path = damaged.table.final_norm
     parent_path, _, attribute = path.rpartition(".")
     parent = damaged.table.resolve(damaged.base, parent_path) if parent_path else damaged.base

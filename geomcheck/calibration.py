@@ -1,0 +1,154 @@
+"""Measuring a gate's error rates: false alarms on the unchanged model under fresh inputs, and power against damage.
+
+A baseline is recorded on one input set (seed 0 of the spec's inputs). Each trial then measures a
+model (the unchanged checkpoint, a harmless numerical change, or real damage) on another input
+set, with the same spec, and counts the checks whose drift test alarms. The experiment uses the
+same functions as a gated run (GeomSession, gate.baseline.against), so the rates it reports are
+the rates of the gate people run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from geomcheck import properties
+from geomcheck.gate import baseline, damage
+from geomcheck.models.loader import LoadedModel, LoadOptions
+from geomcheck.runner import BaselineOptions, GeomSession
+from geomcheck.spec.expect import evaluate
+from geomcheck.spec.schema import Inputs, Spec
+
+Kind = Literal["unchanged", "harmless", "damage"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way of changing the model (or not) before a trial."""
+
+    name: str
+    kind: Kind
+    build: Callable[[LoadedModel], LoadedModel]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One condition under one input set: which checks alarmed against the baseline."""
+
+    condition: str
+    kind: Kind
+    inputs: str
+    alarms: tuple[str, ...]
+    fixed_failures: tuple[str, ...]
+    values_tested: int
+    seconds: float
+
+
+def unchanged(loaded: LoadedModel) -> LoadedModel:
+    return loaded
+
+
+def round_trip(dtype: torch.dtype) -> Callable[[LoadedModel], LoadedModel]:
+    """Weights cast to ``dtype`` and back: what saving a checkpoint in half precision does to it."""
+
+    def build(loaded: LoadedModel) -> LoadedModel:
+        copy = damage.copy_model(loaded, f"{dtype} round trip")
+        with torch.no_grad():
+            for parameter in copy.model.parameters():
+                parameter.copy_(parameter.to(dtype).to(parameter.dtype))
+        return copy
+
+    return build
+
+
+def resaved(loaded: LoadedModel) -> LoadedModel:
+    """Weights written to safetensors and read back into a fresh copy."""
+    from safetensors.torch import load, save
+
+    copy = damage.copy_model(loaded, "re-saved")
+    state = {name: tensor.contiguous() for name, tensor in copy.model.state_dict().items()}
+    restored = load(save({name: tensor for name, tensor in state.items() if not _shares_storage(name, state)}))
+    copy.model.load_state_dict(restored, strict=False)
+    return copy
+
+
+def _shares_storage(name: str, state: dict[str, torch.Tensor]) -> bool:
+    """Tied weights (the LM head sharing the embedding) are saved once, like save_pretrained does."""
+    pointer = state[name].untyped_storage().data_ptr()
+    return any(other < name and state[other].untyped_storage().data_ptr() == pointer for other in state)
+
+
+def standard_conditions(n_blocks: int, seed: int = 0) -> dict[Kind, list[Condition]]:
+    """The harmless changes and the damages that docs/gating.md reports."""
+    middle = n_blocks // 2
+    harmless = [
+        Condition("bfloat16 round trip", "harmless", round_trip(torch.bfloat16)),
+        Condition("float16 round trip", "harmless", round_trip(torch.float16)),
+        Condition("re-saved (safetensors)", "harmless", resaved),
+        Condition("noise 0.001 x std", "harmless", lambda lm: damage.add_noise(lm, 0.001, seed)),
+    ]
+    damages = [
+        Condition(f"blocks {middle - 1} and {middle} swapped", "damage", lambda lm: damage.swap_blocks(lm, middle - 1, middle)),
+        Condition(f"block {middle} re-initialised", "damage", lambda lm: damage.reinit_block(lm, middle, seed)),
+        Condition("final norm removed", "damage", damage.remove_final_norm),
+        *[Condition(f"noise {scale:g} x std", "damage", lambda lm, scale=scale: damage.add_noise(lm, scale, seed))
+          for scale in (0.003, 0.01, 0.03, 0.1, 0.3)],
+    ]
+    return {"unchanged": [Condition("unchanged", "unchanged", unchanged)], "harmless": harmless, "damage": damages}
+
+
+def record(spec: Spec, loaded: LoadedModel, root: Path) -> Path:
+    """Record the baseline of ``loaded`` on the spec's own inputs (input seed offset 0)."""
+    session = GeomSession(LoadOptions(seed=0), baselines=BaselineOptions(root=root, update=True, force=True, ci=False))
+    session.add_model("baseline", loaded)
+    for check in spec.checks:
+        session.run_check(spec, check, "baseline")
+    session.finish()
+    return session.baseline_file(spec, "baseline")
+
+
+def with_inputs(spec: Spec, inputs: Inputs) -> Spec:
+    """``spec`` with its corpus input sets read from ``inputs`` instead (checks with their own mode keep it)."""
+    def inherit_mode(written: Inputs | None) -> Inputs | None:
+        if written is None:
+            return None
+        return Inputs(**{name: getattr(written, name) for name in written.model_fields_set if name not in ("mode", "source")})
+
+    checks = tuple(
+        check if check.inputs is not None and check.inputs.mode not in (None, "corpus")
+        else check.model_copy(update={"inputs": inherit_mode(check.inputs)})
+        for check in spec.checks
+    )
+    return spec.model_copy(update={"inputs": spec.inputs.model_copy(update=inputs.model_dump(exclude_unset=True)), "checks": checks})
+
+
+def trial(spec: Spec, loaded: LoadedModel, baseline_file: Path, condition: Condition, *, seed: int, label: str) -> Trial:
+    """Measure ``condition`` applied to ``loaded`` at input seed offset ``seed`` and test it against the baseline."""
+    started = time.perf_counter()
+    variant = condition.build(loaded)
+    session = GeomSession(LoadOptions(seed=seed), baselines=None)
+    session.add_model("trial", variant)
+    recorded = baseline.read(baseline_file)["checks"]
+    alarms, fixed, tested = [], [], 0
+    for check in spec.checks:
+        result = session.run_check(spec, check, "trial")
+        if result.measurement is None:
+            fixed.append(f"{check.id} ({result.outcome.status})")
+            continue
+        if evaluate(check, result.measurement, model="trial").status != "passed":
+            fixed.append(check.id)
+        verdict = baseline.against(check, properties.get(check.property), recorded[check.id], result.measurement)
+        tested += verdict.tested
+        if verdict.alarms:
+            alarms.append(check.id)
+    return Trial(condition.name, condition.kind, label, tuple(alarms), tuple(fixed), tested, time.perf_counter() - started)
+
+
+def as_json(trials: list[Trial]) -> list[dict[str, object]]:
+    return [dataclasses.asdict(t) for t in trials]
