@@ -69,6 +69,8 @@ def run_compare(options: CompareOptions) -> int:
 
     try:
         specs = load_specs([Path(p) for p in options.specs])
+        for warning in (w for spec in specs for w in spec.warnings):
+            print(f"geomcheck compare: {warning}", file=sys.stderr)
         session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, baselines=None)
         comparison = compare(session, specs, options.ref_a, options.ref_b)
     except GeomcheckError as exc:

@@ -97,3 +97,7 @@ class SpecError(GeomcheckError, ValueError):
     def __init__(self, problems: list[SpecProblem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class SpecWarning(UserWarning):
+    """A spec that validates but is likely mistaken (a zero-width pass band); shown with file:line, never fatal."""

@@ -251,6 +251,9 @@ def run_cli(options: RunOptions) -> int:
     from geomcheck.spec.schema import load_specs
 
     specs = load_specs([Path(p) for p in options.specs])
+    for spec in specs:
+        for warning in spec.warnings:
+            print(f"geomcheck: {warning}", file=sys.stderr)
     session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines)
     failed = errors = False
     for ref in options.models:
@@ -272,6 +275,11 @@ def run_cli(options: RunOptions) -> int:
     if options.write_report:
         from geomcheck.report import write_reports
 
-        for path in write_reports(session, options.report):
+        try:
+            written = write_reports(session, options.report)
+        except OSError as exc:
+            print(f"geomcheck: error: cannot write the report: {exc.strerror or exc} ({exc.filename or options.report})", file=sys.stderr)
+            return 3
+        for path in written:
             print(f"report: {path}")
     return 3 if errors else 1 if failed else 0

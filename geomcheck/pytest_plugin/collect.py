@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -10,8 +11,8 @@ import pytest
 
 from geomcheck import option_values
 from geomcheck.capture.inputs import check_budget
-from geomcheck.errors import GeomcheckError, InputError, SpecError
-from geomcheck.models.loader import LoadOptions, resolve
+from geomcheck.errors import GeomcheckError, InputError, SpecError, SpecWarning
+from geomcheck.models.loader import LoadOptions, preflight, resolve
 from geomcheck.pytest_plugin.plugin import MODELS_KEY, SESSION_KEY, setting
 from geomcheck.runner import BaselineOptions, CheckResult, GeomSession
 from geomcheck.spec.schema import Check, Spec, load_spec
@@ -68,6 +69,8 @@ class SpecFile(pytest.File):
             spec = load_spec(self.path)
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
+        for warning in spec.warnings:
+            self.warn(SpecWarning(warning))
         budget = self.config.stash[SESSION_KEY].token_budget
         for check in spec.checks:
             try:  # refused here, before any model loads
@@ -75,10 +78,13 @@ class SpecFile(pytest.File):
             except InputError as exc:
                 raise self.CollectError(f"{check.location}: inputs of check {check.id!r}: {exc}") from None
         for model in self.config.stash[MODELS_KEY]:
-            try:
-                label = resolve(model).label
-            except GeomcheckError as exc:
-                raise self.CollectError(str(exc)) from None
+            problem = _preflight(self.config, model)
+            if problem is not None:
+                if problem.reported:
+                    continue  # one collection error per model, in the first spec file that needs it
+                problem.reported = True
+                raise self.CollectError(problem.message)
+            label = resolve(model).label
             for check in spec.checks:
                 name = f"{check.id}[{label}]"
                 # A string node id lets pytest split "[label]" into parameters, as it does for
@@ -89,12 +95,46 @@ class SpecFile(pytest.File):
                 yield item
 
 
+@dataclass
+class _Unloadable:
+    message: str
+    reported: bool = False
+
+
+PREFLIGHT_KEY = pytest.StashKey[dict[str, "_Unloadable | None"]]()
+LOAD_FAILED_KEY = pytest.StashKey[dict[str, str]]()
+
+
+def _preflight(config: pytest.Config, model: str) -> _Unloadable | None:
+    """Once per model and session: what loading would refuse without reading weights (see loader.preflight)."""
+    checked = config.stash.setdefault(PREFLIGHT_KEY, {})
+    if model not in checked:
+        try:
+            preflight(model, config.stash[SESSION_KEY].load_options)
+            checked[model] = None
+        except GeomcheckError as exc:
+            checked[model] = _Unloadable(str(exc))
+    return checked[model]
+
+
 class CheckItem(pytest.Item):
     def __init__(self, *, spec: Spec, check: Check, model: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.spec = spec
         self.check = check
         self.model = model
+
+    def setup(self) -> None:
+        """Load the model here, so a failure is one setup error on its first check and a skip on the rest."""
+        failed = self.config.stash.setdefault(LOAD_FAILED_KEY, {})
+        if self.model in failed:
+            pytest.skip(f"model {self.model} could not be loaded; see the error at {failed[self.model]}")
+        try:
+            self.config.stash[SESSION_KEY].model(self.model)
+        except GeomcheckError as exc:
+            failed[self.model] = self.nodeid
+            # pytest.fail without a traceback: setup errors bypass repr_failure, and the message is the remedy.
+            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=self.config.getoption("verbose") > 0)
 
     def runtest(self) -> None:
         result = self.config.stash[SESSION_KEY].run_check(self.spec, self.check, self.model)

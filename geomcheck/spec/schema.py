@@ -409,13 +409,17 @@ def parse_spec(
 def load_specs(paths: Iterable[str | os.PathLike[str]], registry: Registry | None = None) -> list[Spec]:
     """Specs from files and folders (a folder's ``*.yaml`` / ``*.yml``, sorted); one SpecError for all files."""
     files: list[Path] = []
+    problems: list[SpecProblem] = []
     for entry in map(Path, paths):
         if entry.is_dir():
-            files.extend(sorted(p for p in entry.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES))
+            found = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES)
+            if not found:  # a run that checks nothing must not pass
+                message = f"the folder holds no {' or '.join(SPEC_SUFFIXES)} spec files, so there is nothing to check."
+                problems.append(SpecProblem(display_path(entry), 1, 1, "(folder)", message))
+            files.extend(found)
         else:
             files.append(entry)
     specs: list[Spec] = []
-    problems: list[SpecProblem] = []
     for file in files:
         try:
             specs.append(load_spec(file, registry))
