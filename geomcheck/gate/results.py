@@ -7,6 +7,7 @@ produces them, the report renders them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from geomcheck.capture.activations import Activations
@@ -43,6 +44,7 @@ class SessionView(Protocol):
 
     results: list[CheckResult]
     started: float
+    used_baselines: dict[tuple[str, Path], Path | None]
 
     def models(self) -> dict[str, LoadedModel]: ...
 

@@ -88,10 +88,17 @@ class ModelRef:
 
     @property
     def key(self) -> str:
-        """A file-name-safe identifier, used for report and baseline paths."""
-        base = self.text.removeprefix(RANDOM_PREFIX)
-        if self.kind in ("directory", "gguf"):
-            base = Path(base).name.removesuffix(".gguf")
+        """A file-name-safe identifier, used for report and baseline paths.
+
+        It names what was resolved, not what was typed: the packaged model's ``.gguf`` given by path
+        keys as its alias, so both spellings find one baseline.
+        """
+        base = self.text.removeprefix(RANDOM_PREFIX).strip()
+        if self.kind == "gguf":
+            base = next((alias for alias, packaged in PACKAGED.items() if packaged.locate() == Path(self.target)),
+                        Path(base).name.removesuffix(".gguf"))
+        elif self.kind == "directory":
+            base = Path(base).name
         return ("random-" if self.random_init else "") + safe_component(base, "model")
 
 

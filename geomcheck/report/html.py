@@ -146,6 +146,7 @@ def render_report(session: SessionView, model: str, spec: Spec, results: Sequenc
         "load_seconds": loaded.load_seconds if loaded is not None else None,
         "config": [(key, _plain(value)) for key, value in loaded.config_summary().items()] if loaded is not None else [],
         "notes": list(loaded.notes) if loaded is not None else [],
+        "baseline": _baseline_line(session, model, spec),
         "spec": spec,
         "inputs": _inputs(session, model, spec, results, captures, loaded),
         "versions": _versions(),
@@ -161,6 +162,14 @@ def render_report(session: SessionView, model: str, spec: Spec, results: Sequenc
         "plotly_js": Markup(get_plotlyjs()),
     }
     return _environment().get_template("report.html.j2").render(**context)
+
+
+def _baseline_line(session: SessionView, model: str, spec: Spec) -> str:
+    """Which baseline the checks were compared with, in words (the model key names the file)."""
+    if (model, spec.path) not in session.used_baselines:
+        return "not compared with a baseline (none read in this run)"
+    path = session.used_baselines[(model, spec.path)]
+    return str(path) if path is not None else "none: no baseline file for this model and spec (record one with --geom-update)"
 
 
 def _environment() -> jinja2.Environment:

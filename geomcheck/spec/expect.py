@@ -77,7 +77,7 @@ def evaluate(check: Check, measurement: Measurement, *, model: str, spec_path: s
         reported = ", ".join(measurement.metrics) or "none"
         return errored(check, model=model, reason=f"the property reported no metric {check.metric!r} (reported: {reported})")
     if check.expect.on == "aggregate":
-        return _aggregate(check, model, metric.aggregate, measurement.layers)
+        return _aggregate(check, model, metric.aggregate, measurement.layers, metric.se)
     return _per_layer(check, model, metric.per_layer)
 
 
@@ -86,13 +86,14 @@ def errored(check: Check, *, model: str, reason: str) -> Outcome:
     return Outcome("error", f"{_subject(check, model)}: {reason} ({check.location})", _context(check, []))
 
 
-def _aggregate(check: Check, model: str, value: float | None, layers: tuple[int, ...]) -> Outcome:
+def _aggregate(check: Check, model: str, value: float | None, layers: tuple[int, ...], se: float | None = None) -> Outcome:
     if value is None:
         return errored(check, model=model, reason=f"metric {check.metric!r} has no aggregate value; compare it with `on: per_layer`")
     expect = check.expect
     passed = expect.admits(value)
     where = f" over {format_blocks(layers)}" if layers else ""
-    headline = f"{_subject(check, model)} = {format_value(value, expect)}{where}, expected {expect.condition()} ({check.location})"
+    noise = f" ± {se:.2g}" if se is not None and math.isfinite(se) and se > 0 else ""
+    headline = f"{_subject(check, model)} = {format_value(value, expect)}{noise}{where}, expected {expect.condition()} ({check.location})"
     lines = [] if math.isfinite(value) else ["the measured value is not finite, which never passes"]
     return Outcome("passed" if passed else "failed", headline, _context(check, lines), value=value)
 
