@@ -131,10 +131,12 @@ class CheckItem(pytest.Item):
             pytest.skip(f"model {self.model} could not be loaded; see the error at {failed[self.model]}")
         try:
             self.config.stash[SESSION_KEY].model(self.model)
+            return
         except GeomcheckError as exc:
             failed[self.model] = self.nodeid
-            # pytest.fail without a traceback: setup errors bypass repr_failure, and the message is the remedy.
-            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=self.config.getoption("verbose") > 0)
+            message = f"{type(exc).__name__}: {exc}"
+        # Outside the except block, so the report holds this line alone: setup errors bypass repr_failure.
+        pytest.fail(message, pytrace=self.config.getoption("verbose") > 0)
 
     def runtest(self) -> None:
         result = self.config.stash[SESSION_KEY].run_check(self.spec, self.check, self.model)

@@ -71,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.stash[SESSION_KEY] = build_session(config, list(models))
     spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
-    config.stash[SPEC_PATHS_KEY] = [p.resolve() for p in spec_paths]
+    config.stash[SPEC_PATHS_KEY] = [_resolved(p, "--geom-spec") for p in spec_paths]
     config.addinivalue_line("markers", "geomcheck: a geometry check generated from a spec file")
     # Without explicit paths, run the spec checks rather than the project's own tests; with explicit
     # paths, add spec paths only when --geom-spec names them.
@@ -98,10 +98,20 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_line(f"geomcheck {line}")
 
 
+def _resolved(path: Path, option: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop before Python 3.13
+        raise pytest.UsageError(f"{option} {path}: cannot be resolved (a symlink loop?)") from None
+
+
 def is_spec_file(path: Path, spec_paths: list[Path]) -> bool:
     if path.suffix not in SPEC_SUFFIXES:
         return False
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop is no spec; pytest reports the path itself if it was named
+        return False
     return any(resolved == root or root in resolved.parents for root in spec_paths)
 
 

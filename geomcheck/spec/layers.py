@@ -35,6 +35,8 @@ class BlockList:
 LayerSelector = NamedRange | BlockRange | BlockList
 
 NAMED_RANGES: tuple[str, ...] = tuple(member.value for member in NamedRange)
+# Far beyond any transformer's depth (the deepest published have ~200 blocks); an index past it is a typo.
+MAX_BLOCKS = 1024
 RANGE_KEYS: tuple[str, ...] = ("from", "to", "blocks")
 SELECTOR_FORMS = (
     "all, intermediate, early, late, [start, end] (inclusive), {from: start, to: end}, "
@@ -110,6 +112,11 @@ def _indices(raw: Sequence, what: str) -> tuple[int, ...]:
 def _index(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SelectorError(f"{what} must hold integer block indices; got {_describe(value)}")
+    if not -MAX_BLOCKS <= value < MAX_BLOCKS:
+        raise SelectorError(
+            f"{what} holds block {_describe(value)}, which no model resolves; indices run from "
+            f"{-MAX_BLOCKS} to {MAX_BLOCKS - 1} (negative ones count from the end)"
+        )
     return value
 
 

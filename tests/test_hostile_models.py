@@ -1,0 +1,146 @@
+"""Broken and hostile checkpoints: one line naming the file and what to do, never a traceback; one error per model."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+import geomcheck.pytest_plugin.collect  # noqa: F401  (shared with pytester's in-process runs)
+from geomcheck.cli import main
+from geomcheck.errors import ModelLoadError
+from geomcheck.models.loader import LoadOptions, load, preflight
+
+
+def _copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def _corrupt(weights: bytes) -> dict[str, bytes]:
+    bad_json = bytearray(weights)
+    bad_json[8:20] = b"x" * 12
+    return {
+        "truncated": weights[: len(weights) // 2],
+        "header_only": weights[:4],
+        "garbage": bytes(range(256)) * 4,
+        "empty": b"",
+        "bad_header_json": bytes(bad_json),
+    }
+
+
+@pytest.fixture(scope="module")
+def broken(tiny_dirs, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("broken-models")
+    good = tiny_dirs["llama"]
+    made = {}
+    for name, data in _corrupt((good / "model.safetensors").read_bytes()).items():
+        made[name] = _copy(good, root / name)
+        (made[name] / "model.safetensors").write_bytes(data)
+    for name, edit in (("unknown_type", lambda c: c.update(model_type="frobnicator")), ("no_type", lambda c: c.pop("model_type"))):
+        made[name] = _copy(good, root / name)
+        config = json.loads((made[name] / "config.json").read_text())
+        edit(config)
+        config.pop("architectures", None)
+        (made[name] / "config.json").write_text(json.dumps(config))
+    made["pickle"] = _copy(good, root / "pickle")
+    (made["pickle"] / "model.safetensors").unlink()
+    with open(made["pickle"] / "pytorch_model.bin", "wb") as stream:
+        pickle.dump({"x": _Payload(root / "PWNED")}, stream, protocol=2)  # torch's own default: no protocol warning
+    return made
+
+
+class _Payload:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+CORRUPT = ["truncated", "header_only", "garbage", "empty", "bad_header_json"]
+
+
+@pytest.mark.parametrize("name", CORRUPT)
+def test_corrupt_safetensors_is_one_line_naming_the_file(broken, name):
+    for step in (preflight, load):  # was SafetensorError from deep inside transformers
+        with pytest.raises(ModelLoadError) as info:
+            step(str(broken[name]))
+        text = str(info.value)
+        assert f"{broken[name] / 'model.safetensors'} is truncated or corrupt" in text and "Remedy:" in text
+        assert "\n" not in text
+
+
+@pytest.mark.parametrize("name, problem", [("unknown_type", "names model_type 'frobnicator'"), ("no_type", "has no model_type")])
+def test_unusable_model_type_names_config_json(broken, name, problem):
+    for step in (preflight, load):  # was ValueError from AutoConfig
+        with pytest.raises(ModelLoadError) as info:
+            step(str(broken[name]))
+        assert f"{broken[name] / 'config.json'} {problem}" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_malicious_pickle_is_refused_without_suggesting_weights_only_false(broken, capsys):
+    with pytest.raises(ModelLoadError) as info:
+        load(str(broken["pickle"]), LoadOptions(allow_pickle=True))
+    text = str(info.value)
+    assert "pytorch_model.bin" in text and "could run code" in text and "weights_only" not in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # torch's advice is not chained in
+    assert not (broken["pickle"].parent / "PWNED").exists()
+    assert main(["sites", "--model", str(broken["pickle"]), "--allow-pickle"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights_only" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", [*CORRUPT, "unknown_type", "no_type"])
+def test_the_cli_exits_3_with_one_line(broken, capsys, name):
+    assert main(["sites", "--model", str(broken[name])]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("geomcheck: error: cannot load model") and err.count("\n") == 1
+
+
+SPEC = """\
+inputs: {sequences: 2, tokens: 8}
+checks:
+  - {id: a, property: first_position_norm, expect: {min: 0}}
+  - {id: b, property: first_position_norm, expect: {metric: max_abs_ratio, min: 0}}
+  - {id: c, property: layer_norm_growth, expect: {min: 0}}
+"""
+
+
+@pytest.fixture
+def two_specs(pytester, monkeypatch, tmp_path):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    pytester.makefile(".yaml", **{"specs/one": SPEC, "specs/two": SPEC})
+    return pytester
+
+
+def test_an_offline_hub_model_is_one_collection_error_not_one_failure_per_check(two_specs):
+    result = two_specs.runpytest("--geom-model=gpt2", "--geom-report", "none")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # 2: errors during collection
+    assert out.count("is not in the local Hugging Face cache") == 1, out  # was 6 failures with the same text
+    result.assert_outcomes(errors=1)
+    assert "Traceback" not in out
+
+
+def test_a_corrupt_model_beside_a_good_one_is_one_collection_error(two_specs, broken, tiny_dirs):
+    result = two_specs.runpytest(f"--geom-model={broken['truncated']}", f"--geom-model={tiny_dirs['gpt2']}", "--geom-report", "none")
+    assert result.stdout.str().count("is truncated or corrupt") == 1
+    result.assert_outcomes(errors=1)
+
+
+def test_weights_that_fail_only_when_loaded_are_one_setup_error_and_skips(two_specs, broken, tiny_dirs):
+    result = two_specs.runpytest(f"--geom-model={broken['pickle']}", "--geom-allow-pickle", f"--geom-model={tiny_dirs['gpt2']}",
+                                 "--geom-report", "none", "-rs")
+    result.assert_outcomes(errors=1, skipped=5, passed=6)
+    out = result.stdout.str()
+    assert out.count("could run code") == 1 and "weights_only" not in out
+    result.stdout.fnmatch_lines(["*could not be loaded; see the error at specs/one.yaml::a[[]pickle[]]*"])
