@@ -91,7 +91,7 @@ def token_ids(lm: models.LoadedModel, sequences: int, tokens: int) -> inputs.Tok
         ids = rng.integers(0, lm.model.config.vocab_size, size=(sequences, tokens))
         return inputs.TokenBatch(ids, False, inputs.InputSpec(sequences=sequences, tokens=tokens), "random token ids")
     spec = inputs.InputSpec(sequences=sequences, tokens=tokens)
-    return inputs.build_batch(spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.table.prepend_bos, vocab_size=lm.model.config.vocab_size)
+    return inputs.build_batch(spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.default_bos, vocab_size=lm.model.config.vocab_size)
 
 
 def run_floor(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int) -> None:

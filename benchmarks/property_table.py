@@ -27,7 +27,7 @@ def activations(ref: str, mode: str, sequences: int):
     lm = models.load(ref)
     spec = inputs.InputSpec(mode=mode, sequences=sequences, tokens=256, seed=0)
     batch = inputs.build_batch(
-        spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.table.prepend_bos, vocab_size=lm.model.config.vocab_size
+        spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.default_bos, vocab_size=lm.model.config.vocab_size
     )
     return capture.capture(lm, batch, capture.CapturePlan(batch_size=8, progress=False))
 

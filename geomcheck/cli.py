@@ -195,7 +195,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     loaded = load(args.model, _load_options(args))
     check_budget(spec, context_length=loaded.context_length)
     batch = build_batch(
-        spec, loaded.tokenizer, bos_token_id=loaded.bos_token_id, default_bos=loaded.table.prepend_bos, vocab_size=loaded.model.config.vocab_size
+        spec, loaded.tokenizer, bos_token_id=loaded.bos_token_id, default_bos=loaded.default_bos, vocab_size=loaded.model.config.vocab_size
     )
     started = time.perf_counter()
     plan = CapturePlan(sites=("embed", "blocks.*.resid_post", "final_norm"), samples=0, batch_size=args.batch_size, seed=args.seed)

@@ -88,7 +88,7 @@ class GeomSession:
                 input_spec,
                 loaded.tokenizer,
                 bos_token_id=loaded.bos_token_id,
-                default_bos=loaded.table.prepend_bos,
+                default_bos=loaded.default_bos,
                 vocab_size=int(loaded.model.config.vocab_size),
             )
             started = time.perf_counter()

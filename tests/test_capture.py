@@ -11,7 +11,7 @@ from geomcheck.models import loader as models
 
 def batch_for(lm, sequences=5, tokens=12, seed=0):
     spec = inputs.InputSpec(sequences=sequences, tokens=tokens, seed=seed)
-    return inputs.build_batch(spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.table.prepend_bos, vocab_size=lm.model.config.vocab_size)
+    return inputs.build_batch(spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.default_bos, vocab_size=lm.model.config.vocab_size)
 
 
 def reference_states(lm, ids):

@@ -23,7 +23,7 @@ checks:
 
 def _capture(loaded):
     batch = build_batch(InputSpec(mode="corpus", sequences=4, tokens=24), loaded.tokenizer, bos_token_id=loaded.bos_token_id,
-                        default_bos=loaded.table.prepend_bos, vocab_size=int(loaded.model.config.vocab_size))
+                        default_bos=loaded.default_bos, vocab_size=int(loaded.model.config.vocab_size))
     return capture(loaded, batch, CapturePlan(samples=32, batch_size=2, progress=False))
 
 

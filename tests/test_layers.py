@@ -7,8 +7,10 @@ import pytest
 from geomcheck.spec.layers import (
     BlockList,
     BlockRange,
+    Depth,
     NamedRange,
     SelectorError,
+    depth_of,
     describe_selector,
     edge_width,
     format_blocks,
@@ -109,7 +111,8 @@ def test_parse_selector_forms(raw: object, parsed: object) -> None:
         ("middle", "must be one of all, intermediate", None),
         ([5, 2], "range end 2 is before its start 5", None),
         ([], "must name at least one block", None),
-        ([1.5, 2], "integer block indices", None),
+        ([1.5, 2], "must be in [0, 1]", None),
+        ([2, 1.0, 3], "integer block indices", None),
         ([True, 2], "integer block indices", None),
         ({"frm": 1}, "unknown key 'frm'", "did you mean 'from'?"),
         ({"blocks": [1], "from": 2}, "either blocks or from/to", None),
@@ -137,3 +140,82 @@ def test_describe_selector_round_trips_through_parse() -> None:
 )
 def test_format_blocks(blocks: object, text: str) -> None:
     assert format_blocks(blocks) == text
+
+
+@pytest.mark.parametrize(
+    ("selector", "n_blocks", "first", "last"),
+    [
+        ({"from": 0.3, "to": 0.9}, 12, 4, 9),
+        ({"from": 0.3, "to": 0.9}, 24, 7, 20),
+        ({"from": 0.3, "to": 0.9}, 30, 9, 26),
+        ({"from": 0.0, "to": 1.0}, 12, 0, 11),
+        ({"from": 0.0, "to": 1.0}, 30, 0, 29),
+        ({"from": 0.5, "to": 0.5}, 25, 12, 12),  # a fraction landing on a block selects it
+        ({"from": 0.5}, 24, 12, 23),  # ceil(0.5 * 23) = 12, to the last block by default
+        ([0.25, -2], 30, 8, 28),  # a depth and an index mix
+        ({"from": 2, "to": 0.5}, 24, 2, 11),
+    ],
+)
+def test_depth_ranges_resolve_relative_to_the_model(selector: object, n_blocks: int, first: int, last: int) -> None:
+    blocks = resolve_layers(selector, n_blocks)
+    assert blocks == tuple(range(first, last + 1))
+
+
+def test_depth_range_is_a_distinct_value_from_block_indices() -> None:
+    assert parse_selector({"from": 0.0, "to": 1.0}) == BlockRange(Depth(0.0), Depth(1.0))
+    assert parse_selector({"from": 0.0, "to": 1.0}) != parse_selector({"from": 0, "to": 1})
+    assert describe_selector(parse_selector({"from": 0.3, "to": 0.9})) == "{from: 0.3, to: 0.9}"
+
+
+def test_depth_of_is_the_inverse_of_a_depth_bound() -> None:
+    for n_blocks in (12, 24, 30):
+        for block in range(n_blocks):
+            depth = Depth(depth_of(block, n_blocks))
+            assert depth.first_block(n_blocks) == block == depth.last_block(n_blocks)
+
+
+def test_empty_depth_range_fails_at_resolution() -> None:
+    with pytest.raises(ValueError, match="is empty for a model with 4 blocks"):
+        resolve_layers({"from": 0.4, "to": 0.6}, 4)  # 1.2 .. 1.8 holds no block
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"from": 1.5}, "must be in [0, 1]"),
+        ({"to": -0.2}, "must be in [0, 1]"),
+        ({"from": 3.0}, "for block 3 write 3 without the decimal point"),
+        ({"from": float("nan")}, "must be in [0, 1]"),
+        ({"from": 0.9, "to": 0.3}, "before its start 0.9"),
+        ({"blocks": [0.5, 0.7]}, "fractions of depth go in a range"),
+    ],
+)
+def test_bad_depth_values_are_refused(raw: object, fragment: str) -> None:
+    with pytest.raises(SelectorError) as info:
+        parse_selector(raw)
+    assert fragment in info.value.message
+
+
+def test_bad_depth_in_a_spec_is_reported_with_file_and_line() -> None:
+    from geomcheck.errors import SpecError
+    from geomcheck.spec.schema import parse_spec
+
+    text = (
+        "checks:\n"
+        "  - property: first_position_norm\n"
+        "    layers: {from: 0.3, to: 0.9}\n"
+        "    expect: {min: 1}\n"
+        "  - id: second\n"
+        "    property: first_position_norm\n"
+        "    layers: {from: 0.9, to: 1.7}\n"
+        "    expect: {metric: onset_depth, between: [0.1, 0.6]}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "specs/decoder.yaml")
+    problems = info.value.problems
+    assert len(problems) == 1
+    assert (problems[0].path, problems[0].line) == ("specs/decoder.yaml", 7)
+    assert "checks[1].layers" in str(problems[0]) and "must be in [0, 1]" in str(problems[0])
+    good = parse_spec(text.replace("1.7", "1.0"), "specs/decoder.yaml")
+    assert good.checks[0].resolve_layers(24) == tuple(range(7, 21))
+    assert good.checks[1].resolve_layers(30) == tuple(range(27, 30))

@@ -20,7 +20,7 @@ def _capture(ref: str):
     lm = models.load(ref)
     spec = inputs.InputSpec(mode="corpus", sequences=16, tokens=128, seed=0)
     batch = inputs.build_batch(
-        spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.table.prepend_bos, vocab_size=lm.model.config.vocab_size
+        spec, lm.tokenizer, bos_token_id=lm.bos_token_id, default_bos=lm.default_bos, vocab_size=lm.model.config.vocab_size
     )
     plan = capture.CapturePlan(
         position_means=("blocks.*.resid_post",),

@@ -33,8 +33,13 @@ class InputSpec:
     bos: bool | None = None
 
     @property
+    def length_bound(self) -> int:
+        """Positions per sequence at most: ``tokens`` plus one for BOS unless ``bos: false`` rules it out."""
+        return self.tokens + (0 if self.bos is False else 1)
+
+    @property
     def token_count(self) -> int:
-        return self.sequences * (self.tokens + 1)
+        return self.sequences * self.length_bound
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,11 @@ def check_budget(spec: InputSpec, *, context_length: int | None, budget: int = D
             f"inputs ask for {spec.sequences} sequences x {spec.tokens} tokens = {total:,} tokens, "
             f"over the budget of {budget:,}; lower them or raise the budget (--geom-token-budget)"
         )
-    length = spec.tokens + 1
+    length = spec.length_bound
     if context_length is not None and length > context_length:
+        plus = " (+1 for BOS)" if length > spec.tokens else ""
         raise InputError(
-            f"sequences of {spec.tokens} tokens (+1 for BOS) = {length} exceed the model's context of {context_length} positions"
+            f"sequences of {spec.tokens} tokens{plus} = {length} exceed the model's context of {context_length} positions"
         )
 
 

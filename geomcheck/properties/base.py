@@ -56,6 +56,10 @@ class Measurement:
     params: Mapping[str, object]
     metrics: Mapping[str, Metric] = field(default_factory=lambda: MappingProxyType({}))
     details: Mapping[str, np.ndarray] = field(default_factory=lambda: MappingProxyType({}))
+    # Lines a person should see beside any check of this measurement, pass or fail (e.g. where an outlier sits).
+    notes: tuple[str, ...] = ()
+    # Where the aggregates come from when it is not ``layers`` (e.g. "the position table"); None: the layers.
+    aggregate_source: str | None = None
 
     def metric(self, name: str) -> Metric:
         return self.metrics[name]
@@ -98,6 +102,7 @@ def measurement(
     params: PropertyParams,
     metrics: Iterable[Metric],
     details: Mapping[str, np.ndarray] | None = None,
+    notes: Iterable[str] = (),
 ) -> Measurement:
     return Measurement(
         property=name,
@@ -107,6 +112,7 @@ def measurement(
         params=params.model_dump(),
         metrics=MappingProxyType({m.name: m for m in metrics}),
         details=MappingProxyType(dict(details or {})),
+        notes=tuple(notes),
     )
 
 
@@ -115,7 +121,7 @@ def nonfinite_reason(acts: Activations, sites: Iterable[Site]) -> str | None:
     bad = [(site, acts.sites[site].nonfinite) for site in sites if site in acts.sites and acts.sites[site].nonfinite]
     if not bad:
         return None
-    listed = ", ".join(f"{site.name} ({count} values)" for site, count in bad[:5])
+    listed = ", ".join(f"{site.name} ({count} token vectors)" for site, count in bad[:5])
     more = f" and {len(bad) - 5} more sites" if len(bad) > 5 else ""
     return f"non-finite activations (NaN or inf) at {listed}{more}"
 

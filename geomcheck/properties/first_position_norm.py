@@ -10,6 +10,15 @@ sequences and the aggregate is the median over ``layers``. Further metrics:
 - ``last_layer``: last block in ``layers`` whose ratio exceeds ``threshold``; NaN if none.
 - ``max_abs_ratio``: max |component| at position 0 / median over positions >= 1 of the per-position
   max |component| (per layer; aggregate = median over layers).
+- ``onset_depth`` / ``last_depth``: ``onset_layer`` / ``last_layer`` as a fraction of depth,
+  b / (n_blocks - 1), so one bound fits models of any depth (geomcheck.spec.layers.Depth).
+- ``position0_share``: the share of sequences whose largest norm sits at position 0 (per layer;
+  aggregate = median over layers).
+
+Where the outlier sits is reported whatever the metric: the measurement's note gives the position
+histogram of each sequence's largest norm over ``layers``. A BOS the model never saw in training
+moves the outlier off position 0 (Qwen2.5 with ``<|endoftext|>`` in front: ratio 0.7-1.5 while
+the largest norms stay ~600x elsewhere), and the note makes that visible instead of a silent "no outlier".
 
 Why a threshold of 20 rather than 10: in SmolLM2-135M with BOS the ratio is 2.3-10.6 in blocks
 0-8 (block 2 reaches 10.6), 1.1-1.3 in blocks 9-10, then ~184 at block 11 decaying to ~36 at 27,
@@ -67,7 +76,8 @@ def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ..
         reason = "sequences of one token have no positions to compare position 0 with"
     if reason:
         return invalid(NAME, reason, layers, params)
-    ratio, max_abs_ratio = {}, {}
+    ratio, max_abs_ratio, share = {}, {}, {}
+    argmax_counts = np.zeros(acts.length, dtype=np.int64)
     for b in layers:
         stats = acts.sites[Site(b, point)]
         norms = stats.norms.astype(np.float64)
@@ -77,16 +87,45 @@ def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ..
             return invalid(NAME, f"the median norm of positions >= 1 is zero at {Site(b, point).name}", layers, params)
         ratio[b] = float(np.mean(norms[:, 0] / rest))
         max_abs_ratio[b] = float(stats.max_abs[0]) / rest_max
+        largest = np.argmax(norms, axis=1)
+        share[b] = float(np.mean(largest == 0))
+        argmax_counts += np.bincount(largest, minlength=acts.length)
     above = [b for b in layers if ratio[b] > params.threshold]
+    onset = float(above[0]) if above else float("nan")
+    last = float(above[-1]) if above else float("nan")
+    n = acts.n_blocks
     metrics = [
         Metric("ratio", "norm at position 0 / median norm of later positions (mean over sequences)", float(np.median(list(ratio.values()))), ratio),
         Metric("onset_layer", f"first block whose ratio exceeds {params.threshold:g} (NaN if none)", float(above[0]) if above else float("nan")),
         Metric("last_layer", f"last block whose ratio exceeds {params.threshold:g} (NaN if none)", float(above[-1]) if above else float("nan")),
         Metric("max_abs_ratio", "largest |component| at position 0 / median of later positions' largest", float(np.median(list(max_abs_ratio.values()))), max_abs_ratio),
+        Metric("onset_depth", "onset_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", _depth(onset, n)),
+        Metric("last_depth", "last_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", _depth(last, n)),
+        Metric("position0_share", "share of sequences whose largest norm is at position 0", float(np.median(list(share.values()))), share),
     ]
     position_norms = np.stack([np.median(acts.sites[Site(b, point)].norms, axis=0) for b in layers]).astype(np.float32)
-    details = {"blocks": np.asarray(layers), "ratio": np.array([ratio[b] for b in layers]), "median_norm_by_position": position_norms}
-    return measurement(NAME, layers, params, metrics, details)
+    details = {
+        "blocks": np.asarray(layers),
+        "ratio": np.array([ratio[b] for b in layers]),
+        "median_norm_by_position": position_norms,
+        "largest_norm_position_counts": argmax_counts,
+    }
+    return measurement(NAME, layers, params, metrics, details, notes=(largest_norm_note(argmax_counts, len(layers)),))
+
+
+def _depth(block: float, n_blocks: int) -> float:
+    """The same b / (n - 1) as geomcheck.spec.layers.Depth (NaN stays NaN)."""
+    return block / (n_blocks - 1) if n_blocks > 1 else 0.0 * block
+
+
+def largest_norm_note(counts: np.ndarray, n_layers: int, shown: int = 3) -> str:
+    """``largest norm per sequence: position 0 in 97%, position 1 in 2%, ...`` over the selected blocks."""
+    total = int(counts.sum())
+    if total == 0:
+        return "largest norm per sequence: no positions"
+    order = [int(p) for p in np.argsort(-counts, kind="stable")[:shown] if counts[p] > 0]
+    parts = ", ".join(f"position {p} in {counts[p] / total:.0%}" for p in order)
+    return f"largest norm per sequence ({n_layers} block{'s' if n_layers != 1 else ''}): {parts}"
 
 
 PROPERTY = PropertyDef(
@@ -95,10 +134,12 @@ PROPERTY = PropertyDef(
     measure=first_position_norm,
     applies=applies,
     summary="the first position's norm dwarfs the median of later positions in a band of middle blocks",
-    metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio"),
+    metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio", "onset_depth", "last_depth", "position0_share"),
     default_metric="ratio",
     integer_metrics=("onset_layer", "last_layer"),
-    min_change=MappingProxyType({"ratio": (0.0, 0.25), "max_abs_ratio": (0.0, 0.25), "onset_layer": (1.0, 0.0), "last_layer": (1.0, 0.0)}),
-    per_layer_metrics=("ratio", "max_abs_ratio"),
-    positional_metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio"),
+    # A depth fraction's floor is about one block of a 24-30-block model (1/23 = 0.043, 1/29 = 0.034).
+    min_change=MappingProxyType({"ratio": (0.0, 0.25), "max_abs_ratio": (0.0, 0.25), "onset_layer": (1.0, 0.0), "last_layer": (1.0, 0.0),
+                                 "onset_depth": (0.05, 0.0), "last_depth": (0.05, 0.0), "position0_share": (0.15, 0.0)}),
+    per_layer_metrics=("ratio", "max_abs_ratio", "position0_share"),
+    positional_metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio", "onset_depth", "last_depth", "position0_share"),
 )

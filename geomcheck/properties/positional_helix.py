@@ -2,14 +2,16 @@
 
 Definition (Ning & Rangaraju, "Visualizing LLM Latent Space Geometry Through Dimensionality
 Reduction", arXiv 2511.21594, who find GPT-2's position embeddings form a helix whose first
-component traces ~1.5 periods over 1024 positions): take the learned position table (first
-``max_positions`` rows), or as a second source the per-position mean of ``blocks.<b>.resid_post``
-over positions >= ``skip_first``, and its top ``components`` principal components c_j(t). For each,
+component traces ~1.5 periods over 1024 positions): take the learned position table, or as a
+second source the per-position mean of ``blocks.<b>.resid_post``, both from position ``skip_first``
+on (the first-position outlier would otherwise dominate the PCs) and at most ``max_positions``
+rows after it, and its top ``components`` principal components c_j(t). For each,
 the frequency starts at the FFT peak of the linearly detrended series and is refined by a bounded
 scalar search within one bin; the fit is least squares of ``a cos(2 pi f t) + b sin(2 pi f t) + c + d t``.
 
 - ``helix_residual`` (default): 1 - pooled R^2 = sum_j SS_res_j / sum_j SS_tot_j (components weighted
-  by their variance). Aggregate from the table; per layer from the resid_post means.
+  by their variance). Aggregate from the table (its headline says so, not blocks); per layer from
+  the resid_post means.
 - ``explained_variance``: fraction of variance in the top ``components`` PCs.
 - ``pc0_cycles``: periods of the first component over the rows fitted (GPT-2: ~1.5).
 - ``pc0_period``: positions per period of the first component.
@@ -19,6 +21,7 @@ Only models with learned absolute positions have a table; rotary models are not 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import numpy as np
@@ -48,7 +51,7 @@ class Params(PropertyParams):
 
     components: int = Field(3, ge=1, le=16, description="top principal components fitted with sinusoids")
     max_positions: int | None = Field(None, ge=8, description="rows of the position table used (None: all)")
-    skip_first: int = Field(1, ge=0, description="positions dropped from the resid_post means (the first-token outlier)")
+    skip_first: int = Field(1, ge=0, description="first positions dropped from the table and the resid_post means (the first-token outlier)")
 
 
 def applies(acts: Activations) -> str | None:
@@ -107,7 +110,7 @@ def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...],
         reason = f"non-finite values in the position table ({int((~np.isfinite(acts.position_table)).sum())} values)"
     if reason:
         return invalid(NAME, reason, layers, params)
-    rows = slice(0, params.max_positions)
+    rows = slice(params.skip_first, None if params.max_positions is None else params.skip_first + params.max_positions)
     table_fit = None
     if acts.position_table is not None:
         table_fit = _helix(acts.position_table[rows].astype(np.float64), params.components)
@@ -115,7 +118,7 @@ def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...],
             return invalid(NAME, "the position table is constant or has fewer than 8 rows", layers, params)
     layer_fits = {}
     for b, stats in means.items():
-        fit = _helix(stats.position_mean[params.skip_first :][rows], params.components)
+        fit = _helix(stats.position_mean[rows], params.components)
         if fit is None:
             return invalid(NAME, f"the resid_post position means at block {b} are constant or span fewer than 8 positions", layers, params)
         layer_fits[b] = fit
@@ -137,7 +140,8 @@ def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...],
         "pcs": primary[3].astype(np.float32),
         "cycles": np.asarray(primary[2]),
     }
-    return measurement(NAME, layers, params, metrics, details)
+    result = measurement(NAME, layers, params, metrics, details)
+    return replace(result, aggregate_source="the position table") if table_fit else result
 
 
 PROPERTY = PropertyDef(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
@@ -77,8 +77,12 @@ def evaluate(check: Check, measurement: Measurement, *, model: str, spec_path: s
         reported = ", ".join(measurement.metrics) or "none"
         return errored(check, model=model, reason=f"the property reported no metric {check.metric!r} (reported: {reported})")
     if check.expect.on == "aggregate":
-        return _aggregate(check, model, metric.aggregate, measurement.layers, metric.se)
-    return _per_layer(check, model, metric.per_layer)
+        outcome = _aggregate(check, model, metric.aggregate, measurement.layers, metric.se,
+                             getattr(measurement, "aggregate_source", None))
+    else:
+        outcome = _per_layer(check, model, metric.per_layer)
+    notes = tuple(getattr(measurement, "notes", ()))
+    return replace(outcome, details=notes + outcome.details) if notes else outcome
 
 
 def errored(check: Check, *, model: str, reason: str) -> Outcome:
@@ -86,12 +90,14 @@ def errored(check: Check, *, model: str, reason: str) -> Outcome:
     return Outcome("error", f"{_subject(check, model)}: {reason} ({check.location})", _context(check, []))
 
 
-def _aggregate(check: Check, model: str, value: float | None, layers: tuple[int, ...], se: float | None = None) -> Outcome:
+def _aggregate(
+    check: Check, model: str, value: float | None, layers: tuple[int, ...], se: float | None = None, source: str | None = None
+) -> Outcome:
     if value is None:
         return errored(check, model=model, reason=f"metric {check.metric!r} has no aggregate value; compare it with `on: per_layer`")
     expect = check.expect
     passed = expect.admits(value)
-    where = f" over {format_blocks(layers)}" if layers else ""
+    where = f" from {source}" if source else f" over {format_blocks(layers)}" if layers else ""
     noise = f" ± {se:.2g}" if se is not None and math.isfinite(se) and se > 0 else ""
     headline = f"{_subject(check, model)} = {format_value(value, expect)}{noise}{where}, expected {expect.condition()} ({check.location})"
     lines = [] if math.isfinite(value) else ["the measured value is not finite, which never passes"]

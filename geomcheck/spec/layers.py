@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -18,11 +19,34 @@ class NamedRange(str, Enum):
 
 
 @dataclass(frozen=True)
-class BlockRange:
-    """Blocks ``start`` to ``end`` inclusive; negative indices count from the end (-1 is the last block)."""
+class Depth:
+    """A fraction of depth in [0, 1]: block b of n sits at depth b / (n - 1), so 0 is the first block, 1 the last.
 
-    start: int
-    end: int
+    Written as a float (``0.3``) where a block index would be an integer, so one range fits models
+    of any depth: ``{from: 0.3, to: 0.9}`` is blocks 4-9 of 12, 7-20 of 24 and 9-26 of 30.
+    """
+
+    fraction: float
+
+    def first_block(self, n_blocks: int) -> int:
+        """The first block at or beyond this depth (a range's start)."""
+        return math.ceil(self.fraction * (n_blocks - 1) - DEPTH_EPSILON)
+
+    def last_block(self, n_blocks: int) -> int:
+        """The last block at or before this depth (a range's end)."""
+        return math.floor(self.fraction * (n_blocks - 1) + DEPTH_EPSILON)
+
+
+Bound = int | Depth
+
+
+@dataclass(frozen=True)
+class BlockRange:
+    """Blocks ``start`` to ``end`` inclusive; negative indices count from the end (-1 is the last block),
+    a Depth is a fraction of depth (the blocks between the two depths, both included)."""
+
+    start: Bound
+    end: Bound
 
 
 @dataclass(frozen=True)
@@ -35,12 +59,15 @@ class BlockList:
 LayerSelector = NamedRange | BlockRange | BlockList
 
 NAMED_RANGES: tuple[str, ...] = tuple(member.value for member in NamedRange)
+# Rounding slack when a fraction times (n - 1) lands on a whole block (0.5 of 21 blocks is block 10 exactly).
+DEPTH_EPSILON = 1e-9
 # Far beyond any transformer's depth (the deepest published have ~200 blocks); an index past it is a typo.
 MAX_BLOCKS = 1024
 RANGE_KEYS: tuple[str, ...] = ("from", "to", "blocks")
 SELECTOR_FORMS = (
     "all, intermediate, early, late, [start, end] (inclusive), {from: start, to: end}, "
-    "{blocks: [i, j, ...]} or a list of 1 or 3+ block indices"
+    "{blocks: [i, j, ...]} or a list of 1 or 3+ block indices; start and end are block indices or "
+    "fractions of depth written with a decimal point (0.0 first block .. 1.0 last)"
 )
 
 
@@ -71,10 +98,9 @@ def parse_selector(raw: object) -> LayerSelector:
     if isinstance(raw, Mapping):
         return _parse_mapping(raw)
     if isinstance(raw, Sequence) and not isinstance(raw, (bytes, bytearray)):
-        items = _indices(raw, "a layer list")
-        if len(items) == 2:
-            return _checked_range(items[0], items[1])
-        return BlockList(items)
+        if len(raw) == 2:
+            return _checked_range(_bound(raw[0], "a layer range"), _bound(raw[1], "a layer range"))
+        return BlockList(_indices(raw, "a layer list"))
     raise SelectorError(f"must be one of {SELECTOR_FORMS}; got {_describe(raw)}")
 
 
@@ -92,15 +118,33 @@ def _parse_mapping(raw: Mapping) -> LayerSelector:
         if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence):
             raise SelectorError(f"blocks must be a list of block indices; got {_describe(blocks)}")
         return BlockList(_indices(blocks, "blocks"))
-    start = _index(raw.get("from", 0), "from")
-    end = _index(raw.get("to", -1), "to")
+    start = _bound(raw.get("from", 0), "from")
+    end = _bound(raw.get("to", -1), "to")
     return _checked_range(start, end)
 
 
-def _checked_range(start: int, end: int) -> BlockRange:
-    if (start >= 0) == (end >= 0) and end < start:
+def _checked_range(start: Bound, end: Bound) -> BlockRange:
+    if isinstance(start, Depth) and isinstance(end, Depth):
+        if end.fraction < start.fraction:
+            raise SelectorError(
+                f"depth range ends at {end.fraction:g}, before its start {start.fraction:g}; write from <= to"
+            )
+    elif isinstance(start, int) and isinstance(end, int) and (start >= 0) == (end >= 0) and end < start:
         raise SelectorError(f"range end {end} is before its start {start}; write [start, end] with start <= end")
     return BlockRange(start, end)
+
+
+def _bound(value: object, what: str) -> Bound:
+    """A range end: an integer block index, or a float fraction of depth in [0, 1]."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            whole = f"; for block {int(value)} write {int(value)} without the decimal point" if value.is_integer() else ""
+            raise SelectorError(
+                f"{what} is a fraction of depth, which must be in [0, 1] (0.0 the first block, 1.0 the last); "
+                f"got {_describe(value)}{whole}"
+            )
+        return Depth(value)
+    return _index(value, what)
 
 
 def _indices(raw: Sequence, what: str) -> tuple[int, ...]:
@@ -111,7 +155,8 @@ def _indices(raw: Sequence, what: str) -> tuple[int, ...]:
 
 def _index(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SelectorError(f"{what} must hold integer block indices; got {_describe(value)}")
+        depth = " (fractions of depth go in a range: {from: 0.3, to: 0.9})" if isinstance(value, float) else ""
+        raise SelectorError(f"{what} must hold integer block indices; got {_describe(value)}{depth}")
     if not -MAX_BLOCKS <= value < MAX_BLOCKS:
         raise SelectorError(
             f"{what} holds block {_describe(value)}, which no model resolves; indices run from "
@@ -142,10 +187,11 @@ def resolve_layers(selector: LayerSelector | str | Sequence[int] | Mapping[str, 
     if isinstance(parsed, NamedRange):
         return _named(parsed, n_blocks)
     if isinstance(parsed, BlockRange):
-        start, end = _absolute(parsed.start, n_blocks), _absolute(parsed.end, n_blocks)
+        start = parsed.start.first_block(n_blocks) if isinstance(parsed.start, Depth) else _absolute(parsed.start, n_blocks)
+        end = parsed.end.last_block(n_blocks) if isinstance(parsed.end, Depth) else _absolute(parsed.end, n_blocks)
         if end < start:
             raise ValueError(
-                f"layer range [{parsed.start}, {parsed.end}] is empty for a model with {n_blocks} blocks "
+                f"layer range {describe_selector(parsed)} is empty for a model with {n_blocks} blocks "
                 f"(resolves to {start}..{end})"
             )
         return tuple(range(start, end + 1))
@@ -185,8 +231,19 @@ def describe_selector(selector: LayerSelector) -> str:
     if isinstance(selector, NamedRange):
         return selector.value
     if isinstance(selector, BlockRange):
+        if isinstance(selector.start, Depth) or isinstance(selector.end, Depth):
+            return f"{{from: {_bound_text(selector.start)}, to: {_bound_text(selector.end)}}}"
         return f"[{selector.start}, {selector.end}]"
     return f"{{blocks: [{', '.join(str(b) for b in selector.blocks)}]}}"
+
+
+def _bound_text(bound: Bound) -> str:
+    return repr(float(bound.fraction)) if isinstance(bound, Depth) else str(bound)
+
+
+def depth_of(block: int, n_blocks: int) -> float:
+    """Block ``block``'s fraction of depth, b / (n - 1) (0 for a one-block model): the inverse of Depth."""
+    return 0.0 if n_blocks <= 1 else block / (n_blocks - 1)
 
 
 def format_blocks(blocks: Iterable[int]) -> str:

@@ -35,6 +35,7 @@ from geomcheck.paths import MAX_NAME_LENGTH, is_safe_name, safe_component
 from geomcheck.spec.layers import (
     SELECTOR_FORMS,
     BlockRange,
+    Depth,
     LayerSelector,
     NamedRange,
     SelectorError,
@@ -111,8 +112,14 @@ def _layers_yaml(selector: LayerSelector) -> object:
     if isinstance(selector, NamedRange):
         return selector.value
     if isinstance(selector, BlockRange):
+        if isinstance(selector.start, Depth) or isinstance(selector.end, Depth):
+            return {"from": _bound_yaml(selector.start), "to": _bound_yaml(selector.end)}
         return [selector.start, selector.end]
     return {"blocks": list(selector.blocks)}
+
+
+def _bound_yaml(bound: int | Depth) -> int | float:
+    return float(bound.fraction) if isinstance(bound, Depth) else bound
 
 
 def _identifier(value: str) -> str:
@@ -154,7 +161,10 @@ LayersField = Annotated[
                 {"type": "array", "items": {"type": "integer"}, "minItems": 1},
                 {
                     "type": "object",
-                    "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
+                    "properties": {
+                        "from": {"anyOf": [{"type": "integer"}, {"type": "number", "minimum": 0, "maximum": 1}]},
+                        "to": {"anyOf": [{"type": "integer"}, {"type": "number", "minimum": 0, "maximum": 1}]},
+                    },
                     "additionalProperties": False,
                 },
                 {"type": "object", "properties": {"blocks": {"type": "array", "items": {"type": "integer"}, "minItems": 1}},
