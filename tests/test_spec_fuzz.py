@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
+import time
 from pathlib import Path
 from typing import Literal
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
-from geomcheck.errors import SpecError
+from geomcheck.capture.inputs import check_budget
+from geomcheck.errors import InputError, SpecError
 from geomcheck.properties.base import PropertyDef, PropertyParams
 from geomcheck.spec.schema import Spec, parse_spec
+from geomcheck.spec.yaml_positions import MAX_SPEC_BYTES, MAX_WRITTEN_NODES
 
 
 class Params(PropertyParams):
@@ -53,10 +59,12 @@ VALID: dict = {
 VALID_TEXT = yaml.safe_dump(VALID, sort_keys=False)
 
 
-def outcome(text: str | bytes) -> Spec | SpecError:
-    """Parse; any exception but SpecError fails the test, and every problem must carry a plausible line."""
+def outcome(text: str | bytes, root: Path = ROOT) -> Spec | SpecError:
+    """Parse and collect; any exception but SpecError fails the test, and every problem must carry a plausible line."""
     try:
-        return parse_spec(text, "specs/fuzz.yaml", registry=REGISTRY, root=ROOT)
+        spec = parse_spec(text, "specs/fuzz.yaml", registry=REGISTRY, root=root)
+        collected(spec)
+        return spec
     except SpecError as error:
         decoded = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
         last_line = len(LINE_BREAKS.split(decoded)) + 1
@@ -68,6 +76,17 @@ def outcome(text: str | bytes) -> Spec | SpecError:
             assert problem.key_path and problem.message
             assert str(problem).startswith(f"specs/fuzz.yaml:{problem.line}:{problem.column}: ")
         return error
+
+
+def collected(spec: Spec) -> None:
+    """What the pytest collector does next: every check's inputs are complete and seeded, and budgeted."""
+    for check in spec.checks:
+        inputs = check.effective_inputs(spec)
+        assert isinstance(inputs.seed, int) and isinstance(inputs.tokens, int) and isinstance(inputs.sequences, int)
+        try:
+            check_budget(inputs, context_length=None)
+        except InputError:
+            pass
 
 
 def test_the_base_spec_is_valid() -> None:
@@ -197,3 +216,82 @@ def test_random_text(text: str) -> None:
 @given(st.text(alphabet=" \t\n\r#-", max_size=40))
 def test_empty_and_blank_files(text: str) -> None:
     assert isinstance(outcome(text), SpecError)
+
+
+# ---------------------------------------------------------------- issue #12: tags, nulls, symlinks, flat lists
+
+TAGS = ["!!bool", "!!int", "!!float", "!!null", "!!str", "!!timestamp", "!!binary", "!!set", "!!omap", "!!python/none", "!custom", "!"]
+SCALAR_PATHS = [p for p in PATHS if not isinstance(_get(VALID, p), (dict, list))]
+PLACEHOLDER = "__geomcheck_fuzz_value__"
+
+
+@FUZZ
+@given(path=st.sampled_from(SCALAR_PATHS), tag=st.sampled_from(TAGS), value=st.one_of(st.text(max_size=12), st.sampled_from(["", "-", "+", "_", ".", "0x", "0b_", "maybe", "1:", "~", "1e5", ".inf"])))
+def test_explicit_tags_on_any_value(path: tuple, tag: str, value: str) -> None:
+    data = copy.deepcopy(VALID)
+    _get(data, path[:-1])[path[-1]] = PLACEHOLDER
+    text = yaml.safe_dump(data, sort_keys=False).replace(PLACEHOLDER, f"{tag} {json.dumps(value)}")
+    outcome(text)
+
+
+@FUZZ
+@given(paths=st.lists(st.sampled_from(PATHS), min_size=1, max_size=3))
+def test_nulls_anywhere(paths: list) -> None:
+    data = copy.deepcopy(VALID)
+    for path in paths:
+        try:
+            _get(data, path[:-1])[path[-1]] = None
+        except (KeyError, IndexError, TypeError):
+            pass
+    outcome(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def linked_project(tmp_path_factory) -> Path:
+    """A project whose folder holds symlink loops, dangling links and links that lead outside it."""
+    root = tmp_path_factory.mktemp("linked-project")
+    project, outside = root / "project", root / "outside"
+    project.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside words")
+    (project / "pyproject.toml").write_text("")
+    (project / "real.txt").write_text("inside words")
+    links = {"loop_a": "loop_b", "loop_b": "loop_a", "self_loop": "self_loop", "dangling": "missing.txt",
+             "out_file": "../outside/secret.txt", "out_dir": "../outside", "in_dir": ".", "loop_dir": "loop_a"}
+    for name, target in links.items():
+        os.symlink(target, project / name)
+    return project
+
+
+LINK_SOURCES = ["loop_a", "loop_b", "self_loop", "dangling", "out_file", "out_dir", "in_dir", "loop_dir", "real.txt",
+                "loop_dir/x.txt", "in_dir/loop_a", "in_dir/in_dir/real.txt", "out_dir/secret.txt", "loop_a/..", "."]
+
+
+@FUZZ
+@given(source=st.sampled_from(LINK_SOURCES), where=st.sampled_from(["spec", "check"]), absolute=st.booleans())
+def test_symlink_sources(linked_project: Path, source: str, where: str, absolute: bool) -> None:
+    written = str(linked_project / source) if absolute else source
+    data = copy.deepcopy(VALID)
+    block = data["inputs"] if where == "spec" else data["checks"][1].setdefault("inputs", {})
+    block.update(mode="text", source=written)
+    result = outcome(yaml.safe_dump(data, sort_keys=False), root=linked_project)
+    if isinstance(result, Spec):
+        for check in result.checks:
+            resolved = check.effective_inputs(result).source
+            assert resolved is None or Path(resolved).is_relative_to(linked_project.resolve())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(count=st.integers(MAX_WRITTEN_NODES - 3, 400_000), shape=st.sampled_from(["flow", "block", "mapping", "nested"]))
+def test_large_flat_lists_are_refused_quickly(count: int, shape: str) -> None:
+    body = {
+        "flow": lambda: "checks: [" + ",".join(["1"] * count) + "]\n",
+        "block": lambda: "checks:\n" + "- 1\n" * count,
+        "mapping": lambda: "".join(f"k{i}: 1\n" for i in range(count // 2)),
+        "nested": lambda: "checks:\n" + "".join(f"  - [{i}, {i}]\n" for i in range(count // 3)),
+    }[shape]()[: MAX_SPEC_BYTES - 1]
+    started = time.process_time()
+    result = outcome(body)
+    assert time.process_time() - started < 2.0  # 1 s in tests/test_hostile_yaml.py; slack for a loaded machine
+    if body.count("\n") > MAX_WRITTEN_NODES:
+        assert isinstance(result, SpecError)
