@@ -18,7 +18,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_CODES_HELP = """\
 exit codes (run and compare; details in docs/exit-codes.md):
   0  every check passed or was skipped (compare: nothing regressed)
-  1  a check failed (compare: a check went from passed to failed)
+  1  a check failed (compare: a check went from passed to failed;
+     trajectory: the latest checkpoint fails a check an earlier one passed)
   2  bad command-line usage: an unknown option or an unusable value
   3  a check errored, or the run could not start: a spec is invalid or
      missing, a model cannot load, a report cannot be written
@@ -119,10 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-report", action="store_true")
     compare.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None)
     _add_model_options(compare)
+
+    trajectory = commands.add_parser(
+        "trajectory", help="measure every checkpoint of a training run on identical inputs; exit 1 when the latest "
+                           "checkpoint fails a check that an earlier one passed")
+    trajectory.add_argument("sources", nargs="+", metavar="DIR_OR_GLOB",
+                            help="a Trainer output folder (its checkpoint-*/ folders), a glob, or model references; "
+                                 "ordered by step (trainer_state.json, else the number in the folder name)")
+    trajectory.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
+    trajectory.add_argument("--report", default=None, type=_typed(option_values.output_file),
+                            help="HTML report path (default reports/trajectory-<run folder>.html)")
+    trajectory.add_argument("--cache", default=None, type=_typed(option_values.output_folder),
+                            help="folder of per-checkpoint results (default: <report stem>.cache/ beside the report); "
+                                 "a checkpoint already there with the same spec and inputs is not measured again")
+    trajectory.add_argument("--remeasure", action="store_true", help="measure every checkpoint again, ignoring the cache")
+    trajectory.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None,
+                            help="largest sequences x tokens a spec may ask for")
+    _add_model_options(trajectory)
     for sub in (parser, *commands.choices.values()):
         sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS if sub is not parser else False,
                          help="on an internal error, print the full traceback")
-    for sub in (parser, run, compare):
+    for sub in (parser, run, compare, trajectory):
         sub.epilog, sub.formatter_class = EXIT_CODES_HELP, argparse.RawDescriptionHelpFormatter
     return parser
 
@@ -273,7 +291,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(options)
 
 
-COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run, "compare": cmd_compare}
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from geomcheck.trajectory.run import TrajectoryOptions, run_trajectory
+
+    options = TrajectoryOptions(
+        sources=tuple(args.sources),
+        specs=tuple(args.specs or ["specs"]),
+        report=args.report,
+        cache=args.cache,
+        load=_load_options(args),
+        token_budget=args.token_budget,
+        remeasure=args.remeasure,
+    )
+    return run_trajectory(options)
+
+
+COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run, "compare": cmd_compare,
+            "trajectory": cmd_trajectory}
 
 if __name__ == "__main__":
     sys.exit(main())
