@@ -62,7 +62,7 @@ def test_nonfinite_weights_fail_the_affected_checks_and_the_rest_still_run(poiso
     bad = [outcome for outcome in results.values() if outcome.status == "failed"]
     assert bad, name
     for outcome in bad:
-        assert "non-finite activations (NaN or inf) at " in outcome.headline and " values)" in outcome.headline
+        assert "non-finite activations (NaN or inf) at " in outcome.headline and " token vectors)" in outcome.headline
     finite_blocks = VARIANTS[name][3]
     if 0 in finite_blocks:
         assert results["first_block"].status == "passed"

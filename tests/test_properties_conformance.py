@@ -69,7 +69,7 @@ def test_rejects_nonfinite_with_a_reason(name):
         stats.nonfinite = 7
     result = run(prop, acts)
     assert not result.valid
-    assert "non-finite" in result.reason and "7 values" in result.reason
+    assert "non-finite" in result.reason and "7 token vectors" in result.reason
     assert "blocks." in result.reason
 
 

@@ -17,7 +17,7 @@ class SiteStats:
     max_abs: (seq_len,) largest |component| seen at each position.
     position_sum: (seq_len, d) float64 sum over sequences, or None when not requested.
     samples: (n_samples, d) vectors at the capture's shared sample index, or None.
-    nonfinite: count of NaN/inf components seen; a property refuses to measure a site with any.
+    nonfinite: count of token vectors holding NaN/inf; a property refuses to measure a site with any.
     group_max_abs: (n_groups, seq_len) max_abs within each sequence group, or None.
     group_position_sum: (n_groups, seq_len, d) float32 position sums within each sequence group, or None.
 

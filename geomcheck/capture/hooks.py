@@ -84,7 +84,13 @@ def sample_index(n_seq: int, length: int, count: int, seed: int, skip_first: int
 
 
 class _Reducer:
-    """Streams one site's activations into SiteStats."""
+    """Streams one site's activations into SiteStats.
+
+    Inside the hook everything stays a tensor on the activation's device: nothing is copied to the
+    host and nothing is compared on the host, because either would make a GPU wait in the middle
+    of the forward pass. The batch's small results queue in ``pending`` and reach the host once per
+    batch, for every site together (``flush_to_host``).
+    """
 
     def __init__(self, stats: SiteStats, index: np.ndarray, groups: np.ndarray) -> None:
         self.stats = stats
@@ -92,11 +98,21 @@ class _Reducer:
         self.groups = groups
         self.rows: slice = slice(0, 0)
         self.spans: list[tuple[int, int, int]] = []
-        self.offset = 0
+        self.sample_rows = np.zeros(0, dtype=np.int64)
+        self.sample_at: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.pending: list[tuple[str, int, torch.Tensor]] = []
 
     def start_batch(self, rows: slice) -> None:
         self.rows = rows
         self.spans = _group_spans(self.groups, rows)
+        self.pending = []
+        self.sample_at = None
+        if self.stats.samples is not None:
+            in_batch = (self.index[:, 0] >= rows.start) & (self.index[:, 0] < rows.stop)
+            self.sample_rows = np.flatnonzero(in_batch)
+            if len(self.sample_rows):
+                self.sample_at = (torch.from_numpy(self.index[self.sample_rows, 0] - rows.start),
+                                  torch.from_numpy(self.index[self.sample_rows, 1]))
 
     def update(self, x: torch.Tensor) -> None:
         x = x.detach()
@@ -105,27 +121,69 @@ class _Reducer:
         if x.shape[0] == 1 and self.rows.stop - self.rows.start > 1:
             x = x.expand(self.rows.stop - self.rows.start, -1, -1)  # shared position embeddings
         norms = torch.linalg.vector_norm(x, dim=-1)
-        if not bool(torch.isfinite(norms).all()):
-            # Counting needs a full pass, so it runs only when a norm already shows trouble.
-            self.stats.nonfinite += int((~torch.isfinite(x)).sum())
-            x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-            norms = torch.linalg.vector_norm(x, dim=-1)
-        self.stats.norms[self.rows] = norms.cpu().numpy()
+        # Tokens whose vector holds NaN/inf show as non-finite norms; counted on the host after the batch.
+        self.pending.append(("nonfinite", 0, (~torch.isfinite(norms)).sum()))
+        self.pending.append(("norms", 0, norms))
         # Per sequence group (contiguous rows), so the jackknife can leave a group out later.
         # max |x| as max(amax, -amin): two reductions, no temporary the size of x.
         for group, lo, hi in self.spans:
             part = x[lo:hi]
-            peak = torch.maximum(part.amax(dim=(0, 2)), part.amin(dim=(0, 2)).neg())
-            np.maximum(self.stats.group_max_abs[group], peak.cpu().numpy(), out=self.stats.group_max_abs[group])
+            self.pending.append(("peak", group, torch.maximum(part.amax(dim=(0, 2)), part.amin(dim=(0, 2)).neg())))
             if self.stats.group_position_sum is not None:
-                self.stats.group_position_sum[group] += part.sum(dim=0).cpu().numpy()
-        if self.stats.samples is not None:
-            in_batch = (self.index[:, 0] >= self.rows.start) & (self.index[:, 0] < self.rows.stop)
-            where = np.flatnonzero(in_batch)
-            if len(where):
-                seq = torch.from_numpy(self.index[where, 0] - self.rows.start)
-                pos = torch.from_numpy(self.index[where, 1])
-                self.stats.samples[where] = x[seq.to(x.device), pos.to(x.device)].cpu().numpy()
+                self.pending.append(("sum", group, part.sum(dim=0)))
+        if self.sample_at is not None:
+            if self.sample_at[0].device != x.device:
+                self.sample_at = (self.sample_at[0].to(x.device), self.sample_at[1].to(x.device))
+            self.pending.append(("samples", 0, x[self.sample_at]))
+
+    def absorb(self, results: list[np.ndarray]) -> None:
+        """Fold this batch's host copies (in ``pending`` order) into the statistics."""
+        bad = 0
+        for (kind, _, _), value in zip(self.pending, results):
+            if kind == "nonfinite":
+                bad = int(value)
+        self.stats.nonfinite += bad
+        for (kind, group, _), value in zip(self.pending, results):
+            if bad:  # the site is invalid anyway; keep its statistics finite for the report
+                value = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
+            if kind == "norms":
+                self.stats.norms[self.rows] = value
+            elif kind == "peak":
+                np.maximum(self.stats.group_max_abs[group], value, out=self.stats.group_max_abs[group])
+            elif kind == "sum":
+                self.stats.group_position_sum[group] += value
+            elif kind == "samples":
+                self.stats.samples[self.sample_rows] = value
+        self.pending = []
+
+
+def flush_to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """Host copies of ``tensors`` with one device-to-host transfer (none when they already live on the CPU)."""
+    if not tensors:
+        return []
+    if all(t.device.type == "cpu" for t in tensors):
+        return [t.numpy() for t in tensors]
+    target = tensors[0].device
+    flat = torch.cat([t.reshape(-1).float().to(target) for t in tensors]).cpu().numpy()
+    out, offset = [], 0
+    for t in tensors:
+        out.append(flat[offset : offset + t.numel()].reshape(tuple(t.shape)))
+        offset += t.numel()
+    return out
+
+
+def _flush(reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> None:
+    """Once per batch, after the forward pass: every queued reduction and verification error to the host."""
+    queued = [tensor for reducer in reducers.values() for _, _, tensor in reducer.pending]
+    checks = verifier.pending if verifier is not None else []
+    values = flush_to_host(queued + [error for _, error, _ in checks])
+    offset = 0
+    for reducer in reducers.values():
+        count = len(reducer.pending)
+        reducer.absorb(values[offset : offset + count])
+        offset += count
+    if verifier is not None:
+        verifier.settle([float(v) for v in values[offset:]])
 
 
 def _group_spans(groups: np.ndarray, rows: slice) -> list[tuple[int, int, int]]:
@@ -153,6 +211,17 @@ class _Verifier:
         self.worst = np.zeros(n_blocks)
         self.keep_for_hidden_states = True
         self.unverifiable: set[int] = set()
+        self.pending: list[tuple[int, torch.Tensor, str]] = []
+
+    def _queue(self, block: int, error: torch.Tensor, what: str) -> None:
+        """Inside a hook: keep the error as a tensor; it is judged after the batch (``settle``)."""
+        self.pending.append((block, error, what))
+
+    def settle(self, errors: list[float]) -> None:
+        """Judge this batch's queued errors, now on the host; raises VerificationError on a wrong mapping."""
+        queued, self.pending = self.pending, []
+        for (block, _, what), error in zip(queued, errors):
+            self._record(block, error, what)
 
     def _record(self, block: int, error: float, what: str) -> None:
         if block in self.unverifiable:
@@ -179,33 +248,34 @@ class _Verifier:
         self.attn[block] = self._rows(attn_out)
 
     def record_mid(self, block: int, resid_mid: torch.Tensor) -> None:
-        self._record(block, _relative_rms(self.resid_pre[block] + self.attn[block], self._rows(resid_mid)), "resid_pre + attn_out vs resid_mid")
+        self._queue(block, _relative_rms(self.resid_pre[block] + self.attn[block], self._rows(resid_mid)), "resid_pre + attn_out vs resid_mid")
 
     def finish_block(self, block: int, mlp_out: torch.Tensor) -> None:
         self.reconstructed[block] = self.resid_pre.pop(block) + self.attn.pop(block) + self._rows(mlp_out)
 
     def block_output(self, block: int, resid_post: torch.Tensor) -> None:
         rebuilt = self.reconstructed[block] if self.keep_for_hidden_states else self.reconstructed.pop(block)
-        self._record(block, _relative_rms(rebuilt, self._rows(resid_post)), "resid_pre + attn_out + mlp_out vs the block output")
+        self._queue(block, _relative_rms(rebuilt, self._rows(resid_post)), "resid_pre + attn_out + mlp_out vs the block output")
 
     def compare(self, hidden_states: tuple[torch.Tensor, ...], final_norm: nn.Module) -> None:
         last = len(self.worst) - 1
         for block, rebuilt in sorted(self.reconstructed.items()):
             target = self._rows(hidden_states[block + 1])
-            error = _relative_rms(rebuilt, target)
+            error = float(_relative_rms(rebuilt, target))  # after the forward pass: a host read is fine here
             if block == last and error > self.tolerance:
                 # transformers stores the last hidden state after the final norm. ``forward`` rather
                 # than a call, so geomcheck's own final_norm hook does not record this extra pass.
-                error = _relative_rms(final_norm.forward(rebuilt), target)
+                error = float(_relative_rms(final_norm.forward(rebuilt), target))
             self._record(block, error, "reconstructed resid_post vs the model's hidden_states")
         self.reconstructed.clear()
         self.keep_for_hidden_states = False
 
 
-def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """RMS(a - b) / RMS(b), in float32: exact-sum reconstructions give 0, real bugs give >> 1e-5."""
-    scale = float(torch.linalg.vector_norm(b.float())) or 1.0
-    return float(torch.linalg.vector_norm(a.float().to(b.device) - b.float())) / scale
+def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """RMS(a - b) / RMS(b) as a 0-d float32 tensor on b's device: exact-sum reconstructions give 0, real bugs >> 1e-5."""
+    target = b.float()
+    scale = torch.linalg.vector_norm(target)
+    return torch.linalg.vector_norm(a.float().to(b.device) - target) / torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -255,6 +325,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
             full_check = verifier is not None and verifier.keep_for_hidden_states
             with torch.inference_mode():
                 out = loaded.base(input_ids=ids[rows].to(device), output_hidden_states=full_check, use_cache=False)
+                _flush(reducers, verifier)
                 if full_check:
                     verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm) or nn.Identity())
             del out
