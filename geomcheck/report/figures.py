@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from sklearn.decomposition import PCA
-from sklearn.metrics.pairwise import cosine_distances
 
 from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
@@ -29,10 +27,12 @@ from geomcheck.spec.schema import Check, Expectation
 MAX_POINTS = 10_000
 MAX_UMAP_POINTS = 2_000
 MAX_TOKEN_CHARS = 40
-MAX_LINES = 8
 PASS_COLOUR, FAIL_COLOUR = "#2e7d32", "#c62828"
 ATTN_COLOUR, MLP_COLOUR = "#1f77b4", "#ff7f0e"
 TEMPLATE = "plotly_white"
+# Full tick labels on log axes: plotly's default writes 20 and 50 as a small "2" and "5".
+LOG_AXIS = {"type": "log", "tickformat": "~g"}
+PASS_BAND = "pass band"  # the name of every shaded band, so a reader (or a test) can tell it from other shapes
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Figure:
     title: str
     caption: str
     figure: go.Figure
+    metric: str | None = None  # the metric it plots by block, when a check's metric figure may already show it
 
     @property
     def height(self) -> int:
@@ -111,20 +112,13 @@ def _figure(title: str, x_title: str, y_title: str, *, log_y: bool = False, heig
         hovermode="closest",
     )
     fig.update_xaxes(title_text=x_title, **({"dtick": 1} if x_title == "block" else {}))
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear")
+    fig.update_yaxes(title_text=y_title, **(LOG_AXIS if log_y else {"type": "linear"}))
     return fig
 
 
-def _spread(blocks: Sequence[int], limit: int = MAX_LINES) -> list[int]:
-    """At most ``limit`` blocks, evenly spread and always including the first and last."""
-    blocks = list(blocks)
-    if len(blocks) <= limit:
-        return blocks
-    picks = np.unique(np.round(np.linspace(0, len(blocks) - 1, limit)).astype(int))
-    return [blocks[i] for i in picks]
-
-
 def _pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.decomposition import PCA
+
     pca = PCA(n_components=min(k, *x.shape), random_state=seed)
     return pca.fit_transform(x), pca.explained_variance_ratio_
 
@@ -149,79 +143,179 @@ def _block_norms(acts: Activations, point: Point) -> tuple[list[int], dict[int, 
 # ---------------------------------------------------------------- every check: metric against its bounds
 
 
-def shade_pass_band(fig: go.Figure, expect: Expectation, values: Sequence[float]) -> list[float]:
-    """Shade where a value passes and draw each bound; returns a y range that shows data and bounds."""
+def shade_pass_band(fig: go.Figure, expect: Expectation, values: Sequence[float], **where: int) -> list[float]:
+    """Shade where a value passes and draw each bound; returns a y range that shows data and bounds.
+
+    Only ever behind values the check judges: ``where`` (``row=, col=``) puts it on one subplot.
+    """
     bounds = [b for b in (expect.lower, expect.upper) if b is not None]
     low, high = min([*values, *bounds]), max([*values, *bounds])
     pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
     band = (expect.lower if expect.lower is not None else low - pad, expect.upper if expect.upper is not None else high + pad)
-    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below")
+    fig.add_hrect(y0=band[0], y1=band[1], fillcolor=PASS_COLOUR, opacity=0.10, line_width=0, layer="below", name=PASS_BAND, **where)
     for bound in bounds:
-        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1})
+        fig.add_hline(y=bound, line={"color": PASS_COLOUR, "dash": "dash", "width": 1}, **where)
     return [band[0] - pad, band[1] + pad] if len(bounds) == 2 else [low - pad, high + pad]
 
 
+def judged(failing: Sequence[bool]) -> dict[str, object]:
+    """Trace metadata saying the check judges these values, and which of them fail it."""
+    return {"judged": True, "failing": [bool(f) for f in failing]}
+
+
+NOT_JUDGED = {"judged": False}
+
+
 def metric_figure(check: Check, measurement: Measurement, failing_layers: Sequence[int] = ()) -> Figure | None:
-    """The checked metric by block (or its aggregate) with the pass band shaded and failing blocks in red."""
+    """The checked metric with its pass band shaded behind exactly the values the check judges.
+
+    ``on: per_layer``: the band sits behind the per-block values, failing blocks in red. ``on: aggregate``:
+    the aggregate gets its own panel with the band; per-block values, when the metric has them, are drawn
+    beside it without a band, because no block is gated and a band behind them would read as a verdict.
+    """
     metric = measurement.metrics.get(check.metric)
     if metric is None:
         return None
     expect = check.expect
     per_layer = {int(b): float(v) for b, v in sorted(metric.per_layer.items())}
-    values = [v for v in per_layer.values() if np.isfinite(v)]
+    finite = {b: v for b, v in per_layer.items() if np.isfinite(v)}
     aggregate = metric.aggregate if metric.aggregate is not None and np.isfinite(metric.aggregate) else None
-    if aggregate is not None:
-        values.append(aggregate)
-    if not values:
-        return None
-    title = f"{check.id}: {check.metric} {'by block' if per_layer else ''}".strip()
-    fig = _figure(title, "block" if per_layer else "", check.metric, height=380)
-    y_range = shade_pass_band(fig, expect, values)
-    if per_layer:
-        blocks = list(per_layer)
-        failing = set(failing_layers) if expect.on == "per_layer" else set()
-        colours = [FAIL_COLOUR if b in failing else "#455a64" for b in blocks]
-        fig.add_trace(go.Scatter(x=blocks, y=_f32(list(per_layer.values())), mode="lines+markers", name=f"{check.metric} per block",
-                                 marker={"color": colours, "size": 8}, line={"color": "#90a4ae"}))
+    if expect.on == "per_layer":
+        if not finite:
+            return None
+        title = f"{check.id}: {check.metric} by block"
+        fig = _figure(title, "block", check.metric, height=380)
+        y_range = shade_pass_band(fig, expect, list(finite.values()))
+        blocks = list(finite)
+        failing = set(failing_layers)
+        fig.add_trace(go.Scatter(x=blocks, y=_f32(list(finite.values())), mode="lines+markers", name=f"{check.metric} per block (judged)",
+                                 marker={"color": [FAIL_COLOUR if b in failing else PASS_COLOUR for b in blocks], "size": 8},
+                                 line={"color": "#90a4ae"}, meta=judged([b in failing for b in blocks])))
         fig.update_xaxes(dtick=max(1, len(blocks) // 15))
-    if aggregate is not None and expect.on == "aggregate":
-        if per_layer:
-            fig.add_hline(y=aggregate, line={"color": "#37474f", "width": 2})
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": "#37474f", "width": 2}, name=f"aggregate {aggregate:.4g}"))
+        fig.update_yaxes(range=y_range)
+        need = f", at least {expect.fraction:.0%} of blocks" if expect.mostly is not None else ", every block"
+        caption = f"Shaded: the pass band {expect.condition()}{need}. Red markers are blocks outside it."
+        return Figure(f"metric-{check.id}", title, caption, fig)
+    if aggregate is None and not finite:
+        return None
+    title = f"{check.id}: {check.metric} (judged on its aggregate)"
+    outside = aggregate is not None and not expect.admits(aggregate)
+    colour = FAIL_COLOUR if outside else PASS_COLOUR
+    if not finite:
+        fig = _figure(title, "", check.metric, height=380)
+        y_range = shade_pass_band(fig, expect, [aggregate])
+        fig.add_trace(go.Scatter(x=["aggregate"], y=_f32([aggregate]), mode="markers", name=f"aggregate {aggregate:.4g} (judged)",
+                                 marker={"color": colour, "size": 14, "symbol": "diamond"}, meta=judged([outside])))
+        fig.update_yaxes(range=y_range)
+        caption = f"Shaded: the pass band {expect.condition()} of the aggregate the check judges."
+        return Figure(f"metric-{check.id}", title, caption, fig)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.76, 0.24], horizontal_spacing=0.1,
+                        subplot_titles=["per block: shown, not judged", "aggregate: judged"])
+    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01}, height=400, margin={"l": 60, "r": 20, "t": 80, "b": 50},
+                      legend={"orientation": "h", "y": -0.2}, hovermode="closest")
+    blocks = list(finite)
+    fig.add_trace(go.Scatter(x=blocks, y=_f32(list(finite.values())), mode="lines+markers", name=f"{check.metric} per block (not judged)",
+                             marker={"color": "#78909c", "size": 7}, line={"color": "#b0bec5"}, meta=NOT_JUDGED), row=1, col=1)
+    fig.update_xaxes(title_text="block", dtick=max(1, len(blocks) // 15), row=1, col=1)
+    fig.update_yaxes(title_text=check.metric, row=1, col=1)
+    caption = "Left: the metric in each block alone, for reading only; the check does not judge blocks. "
+    if aggregate is not None:
+        y_range = shade_pass_band(fig, expect, [aggregate], row=1, col=2)
+        fig.add_trace(go.Scatter(x=["aggregate"], y=_f32([aggregate]), mode="markers", name=f"aggregate {aggregate:.4g} (judged)",
+                                 marker={"color": colour, "size": 14, "symbol": "diamond"}, meta=judged([outside])), row=1, col=2)
+        fig.update_yaxes(range=y_range, row=1, col=2)
+        caption += f"Right: the aggregate the check judges, against its pass band {expect.condition()} (shaded)."
+    else:
+        caption += "The aggregate is not defined, so there is nothing to judge against the band."
+    return Figure(f"metric-{check.id}", title, caption, fig)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check as the overview draws it: its metric's values, the blocks that fail, and its status."""
+
+    check: Check
+    measurement: Measurement | None
+    failing_layers: Sequence[int]
+    status: str
+
+
+OVERVIEW_COLUMNS = 4
+
+
+def overview_figure(verdicts: Sequence[Verdict]) -> Figure | None:
+    """Every check in one compact grid: the judged values against their pass band, readable with every section closed."""
+    panels = []
+    for verdict in verdicts:
+        m = verdict.measurement
+        metric = m.metrics.get(verdict.check.metric) if m is not None and m.valid else None
+        if metric is None:
+            continue
+        expect = verdict.check.expect
+        if expect.on == "per_layer":
+            points = {int(b): float(v) for b, v in sorted(metric.per_layer.items()) if np.isfinite(v)}
         else:
-            fig.add_trace(go.Bar(x=[check.metric], y=[aggregate], name=f"aggregate {aggregate:.4g}", marker_color="#455a64", width=[0.4]))
-    fig.update_yaxes(range=y_range)
-    caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}"
-               f"{f', at least {expect.fraction:.0%} of blocks' if expect.mostly is not None else ''}). "
-               + ("Red markers are blocks outside it." if failing_layers and expect.on == "per_layer" else ""))
-    return Figure(f"metric-{check.id}", title, caption.strip(), fig)
+            points = {"aggregate": float(metric.aggregate)} if metric.aggregate is not None and np.isfinite(metric.aggregate) else {}
+        if points:
+            panels.append((verdict, points))
+    if not panels:
+        return None
+    rows = -(-len(panels) // OVERVIEW_COLUMNS)
+    fig = make_subplots(rows=rows, cols=OVERVIEW_COLUMNS, horizontal_spacing=0.06, vertical_spacing=0.5 / rows,
+                        subplot_titles=[f"{v.check.id}: {v.status}" for v, _ in panels])
+    for index, (verdict, points) in enumerate(panels):
+        where = {"row": index // OVERVIEW_COLUMNS + 1, "col": index % OVERVIEW_COLUMNS + 1}
+        expect = verdict.check.expect
+        y_range = shade_pass_band(fig, expect, list(points.values()), **where)
+        if expect.on == "per_layer":
+            failing = [b in set(verdict.failing_layers) for b in points]
+        else:
+            failing = [not expect.admits(v) for v in points.values()]
+        fig.add_trace(go.Scatter(x=list(points), y=_f32(list(points.values())), mode="lines+markers" if len(points) > 1 else "markers",
+                                 marker={"color": [FAIL_COLOUR if f else PASS_COLOUR for f in failing], "size": 6 if len(points) > 1 else 11},
+                                 line={"color": "#b0bec5", "width": 1}, showlegend=False, meta=judged(failing),
+                                 hovertemplate=f"{html.escape(verdict.check.id)}<br>%{{x}}: %{{y:.4g}}<extra></extra>"), **where)
+        fig.update_yaxes(range=y_range, **where)
+    fig.update_layout(template=TEMPLATE, height=60 + 190 * rows, margin={"l": 50, "r": 20, "t": 40, "b": 30}, hovermode="closest")
+    fig.update_annotations(font_size=12)
+    return Figure("overview", "Every check at a glance",
+                  "One panel per check: the values it judges (per block, or its aggregate) against its pass band (shaded); "
+                  "red markers fail. Open a property below for the plots behind each number.", fig)
 
 
 # ---------------------------------------------------------------- attn_mlp_separation
 
 
-def _separation_points(data: FigureInput, rng: np.random.Generator):
-    acts, params = data.activations, data.measurement.params
-    skip = int(params.get("skip_first", 0))
-    index = acts.sample_index
-    keep = np.flatnonzero(index[:, 1] >= skip)
-    layers = [b for b in data.measurement.layers if Site(b, Point.ATTN_OUT) in acts.sites and Site(b, Point.MLP_OUT) in acts.sites]
-    per_site = max(1, MAX_POINTS // (2 * max(len(layers), 1)))
-    vectors, labels, blocks, rows = [], [], [], []
-    for block in layers:
-        chosen = keep[_subsample(len(keep), per_site, rng)]
-        for label, point in ((0, Point.ATTN_OUT), (1, Point.MLP_OUT)):
-            samples = acts.sites[Site(block, point)].samples
-            if samples is None:
-                return None
-            x = samples[chosen].astype(np.float64)
-            vectors.append(_unit(x) if params.get("unit_normalise", True) else x)
-            labels.append(np.full(len(chosen), label))
-            blocks.append(np.full(len(chosen), block))
-            rows.append(chosen)
-    if not vectors:
+def _probe_space(data: FigureInput):
+    """The points the check's probe saw, in the space it saw them: the property's own pooling and its top-k PCA.
+
+    Returns (z, labels, blocks, sequences, decision) with ``decision`` the held-out decision value of the
+    same logistic probe (GroupKFold by sequence, PCA fitted inside each fold), or None.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    from geomcheck.properties.attn_mlp_separation import Params, _pooled
+    from geomcheck.properties.base import deterministic_pca
+
+    acts, m = data.activations, data.measurement
+    params = Params(**m.params)
+    try:
+        pooled = _pooled(acts, params, tuple(m.layers), np.random.default_rng(acts.seed))
+    except (KeyError, AttributeError, TypeError):  # samples not kept at these sites
         return None
-    return np.concatenate(vectors), np.concatenate(labels), np.concatenate(blocks), index[np.concatenate(rows)]
+    if pooled is None:
+        return None
+    x, labels, sequences, blocks = pooled
+    k = min(params.pca_components, *x.shape)
+    z = deterministic_pca(k, x.shape).fit_transform(x)
+    folds = params.folds
+    if len(np.unique(sequences)) < folds or len(np.unique(labels)) < 2:
+        return None
+    probe = make_pipeline(deterministic_pca(k, x.shape), LogisticRegression(max_iter=2000))
+    decision = cross_val_predict(probe, x, labels, groups=sequences, cv=GroupKFold(n_splits=folds), method="decision_function")
+    return z, labels, blocks, sequences, np.asarray(decision, dtype=np.float64)
 
 
 def _site_scatter(fig: go.Figure, z: np.ndarray, labels: np.ndarray, hover: list[str], **position) -> None:
@@ -232,35 +326,69 @@ def _site_scatter(fig: go.Figure, z: np.ndarray, labels: np.ndarray, hover: list
                                    hovertext=[hover[i] for i in rows], hoverinfo="text", **position))
 
 
+def _balanced_accuracy(decision: np.ndarray, labels: np.ndarray) -> float:
+    predicted = decision > 0
+    return float(np.mean([np.mean(predicted[labels == label] == bool(label)) for label in (0, 1)]))
+
+
 def separation_figures(data: FigureInput) -> list[Figure]:
+    """What the check measured: the probe's held-out decision values in the top-k PCA space it was trained in.
+
+    A 2-D PCA of the raw vectors is deliberately not shown: the probe sees k (default 8) components, and
+    at random init two components can look more separated than eight are (the check then rightly fails).
+    """
     if data.activations is None:
         return []
-    rng = np.random.default_rng(data.seed)
-    points = _separation_points(data, rng)
-    if points is None:
+    space = _probe_space(data)
+    if space is None:
         return []
-    x, labels, blocks, index = points
-    hover = _hover(data.tokens, index[:, 0], index[:, 1], [f"{'attn' if lab == 0 else 'mlp'} · block {b}<br>" for lab, b in zip(labels, blocks)])
+    z, labels, blocks, sequences, decision = space
+    k = z.shape[1]
+    rng = np.random.default_rng(data.seed)
+    rows = _subsample(len(z), MAX_POINTS, rng)
+    hover = [f"{'attn' if labels[i] == 0 else 'mlp'} · block {blocks[i]} · seq {sequences[i]}<br>decision {decision[i]:+.2f}" for i in rows]
+    # The probe's direction in the k-D space, and the top component orthogonal to it: a 2-D view of the 8-D probe space.
+    direction = np.linalg.lstsq(np.column_stack([z, np.ones(len(z))]), decision, rcond=None)[0][:k]
+    direction = direction / (np.linalg.norm(direction) or 1.0)
+    rest = z - np.outer(z @ direction, direction)
+    _, _, vt = np.linalg.svd(rest - rest.mean(axis=0), full_matrices=False)
+    view = np.column_stack([decision, rest @ vt[0]])
+    accuracy = _balanced_accuracy(decision, labels)
+    checked = data.measurement.metrics.get("probe_pca_accuracy")
+    checked_text = f"; the check's value (mean over folds): {checked.aggregate:.3f}" if checked is not None and checked.aggregate is not None else ""
     unit = "unit-normalised " if data.measurement.params.get("unit_normalise", True) else ""
-    z, ratio = _pca(x, 2, data.seed)
-    fig = _figure("attn_out vs mlp_out, PCA", f"PC1 ({ratio[0]:.1%})", f"PC2 ({ratio[-1]:.1%})", height=520)
-    _site_scatter(fig, z, labels, hover)
-    figures = [Figure("separation-pca", "PCA of attention and MLP outputs", (
-        f"{len(x):,} {unit}sampled vectors from {format_blocks(data.measurement.layers)} pooled; "
-        "blue: attention output, orange: MLP output. Hover for block, position and token."), fig)]
-    umap_figure = _separation_umap(x, labels, hover, rng, data.seed)
+    fig = _figure(f"attn_out vs mlp_out in the probe's {k}-D PCA space", "held-out probe decision value (> 0: mlp_out)",
+                  f"top remaining component of the {k}-D space", height=520)
+    _site_scatter(fig, view[rows], labels[rows], hover)
+    fig.add_vline(x=0, line={"color": "#424242", "dash": "dash", "width": 1})
+    figures = [Figure("separation-probe", f"What the check measured: the probe in the top {k} PCs", (
+        f"{len(z):,} {unit}pooled attention (blue) and MLP (orange) outputs from {format_blocks(data.measurement.layers)}, "
+        f"projected onto the top {k} principal components the probe is trained on. x: each point's held-out decision value "
+        f"(the dashed line is the probe's boundary); y: the largest remaining direction of the same {k}-D space. "
+        f"Held-out balanced accuracy of these decisions: {accuracy:.3f}{checked_text}. A 2-D PCA is not shown: "
+        f"the check sees {k} components, not 2."), fig)]
+    fig = _figure("held-out probe decision values by site", "decision value (> 0: mlp_out)", "points", height=320)
+    for label, name, colour in ((0, "attn_out", ATTN_COLOUR), (1, "mlp_out", MLP_COLOUR)):
+        fig.add_trace(go.Histogram(x=_f32(decision[labels == label]), name=name, marker_color=colour, opacity=0.6, nbinsx=60))
+    fig.update_layout(barmode="overlay")
+    fig.add_vline(x=0, line={"color": "#424242", "dash": "dash", "width": 1})
+    figures.append(Figure("separation-decisions", "Probe decisions by site",
+                          "Two humps on either side of zero: the sites separate in the probe's space; one shared hump: they do not.", fig))
+    umap_figure = _separation_umap(z, labels, hover, rows, rng, data.seed)
     if umap_figure is not None:
         figures.append(umap_figure)
     per_layer = data.measurement.metrics.get("fisher_ratio")
     if per_layer is not None and per_layer.per_layer:
-        fig = _figure("Fisher ratio by block", "block", "Fisher ratio (top-k PCs)", log_y=True, height=360)
+        fig = _figure("Fisher ratio by block", "block", f"Fisher ratio (top {k} PCs)", log_y=True, height=360)
         ordered = sorted(per_layer.per_layer.items())
         fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([max(v, 1e-6) for _, v in ordered]), mode="lines+markers", name="Fisher ratio"))
-        figures.append(Figure("separation-fisher", "Fisher ratio by block", "How far apart the two clouds sit in each block alone.", fig))
+        figures.append(Figure("separation-fisher", "Fisher ratio by block", "How far apart the two clouds sit in each block alone.", fig,
+                              metric="fisher_ratio"))
     return figures
 
 
-def _separation_umap(x: np.ndarray, labels: np.ndarray, hover: list[str], rng: np.random.Generator, seed: int) -> Figure | None:
+def _separation_umap(z: np.ndarray, labels: np.ndarray, hover: list[str], shown: np.ndarray, rng: np.random.Generator,
+                     seed: int) -> Figure | None:
     # umap's nearest-neighbour kernels are numba functions marked cache=True: with a writable cache
     # directory they compile once per machine (about 15 s on 2 cores) instead of once per run.
     from geomcheck.models.gguf_cache import cache_root
@@ -270,19 +398,22 @@ def _separation_umap(x: np.ndarray, labels: np.ndarray, hover: list[str], rng: n
         import umap
     except ImportError:
         return None
-    rows = _subsample(len(x), MAX_UMAP_POINTS, rng)
+    picks = _subsample(len(shown), MAX_UMAP_POINTS, rng)
+    rows = shown[picks]
     if len(rows) < 20:
         return None
+    from sklearn.metrics.pairwise import euclidean_distances
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # Cosine distances computed up front: umap's own small-data path calls its metric once per pair in Python.
-        distances = np.clip(cosine_distances(x[rows]), 0.0, 2.0)
+        # Distances computed up front: umap's own small-data path calls its metric once per pair in Python.
+        distances = euclidean_distances(z[rows])
         reducer = umap.UMAP(n_neighbors=min(15, len(rows) - 1), min_dist=0.1, metric="precomputed", random_state=seed, n_epochs=200)
-        z = reducer.fit_transform(distances)
-    fig = _figure("attn_out vs mlp_out, UMAP (cosine)", "UMAP 1", "UMAP 2", height=520)
-    _site_scatter(fig, z, labels[rows], [hover[i] for i in rows])
-    return Figure("separation-umap", "UMAP of attention and MLP outputs", (
-        f"{len(rows):,} of the same vectors, UMAP with cosine metric, 15 neighbours, seed {seed}. "
+        embedded = reducer.fit_transform(distances)
+    fig = _figure(f"attn_out vs mlp_out, UMAP of the top {z.shape[1]} PCs", "UMAP 1", "UMAP 2", height=520)
+    _site_scatter(fig, embedded, labels[rows], [hover[i] for i in picks])
+    return Figure("separation-umap", "UMAP of the probe's space", (
+        f"{len(rows):,} of the same points in the same {z.shape[1]}-D PCA space, UMAP (Euclidean, 15 neighbours, seed {seed}). "
         "Distances between clusters in UMAP are not meaningful; separation is."), fig)
 
 
@@ -296,13 +427,10 @@ def first_position_figures(data: FigureInput) -> list[Figure]:
     details = m.details
     if "median_norm_by_position" in details:
         blocks = [int(b) for b in details["blocks"]]
-        table = np.asarray(details["median_norm_by_position"])
-        fig = _figure(f"median {point.value} norm by position", "position", "median norm (log)", log_y=True)
-        for row in [blocks.index(b) for b in _spread(blocks)]:
-            positions = _subsample(table.shape[1], MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
-            fig.add_trace(go.Scatter(x=positions, y=_f32(table[row, positions]), mode="lines", name=f"block {blocks[row]}"))
-        figures.append(Figure("first-position-by-position", "Norm by position",
-                              "Median over sequences of each position's norm; position 0 standing far above the rest is the signature.", fig))
+        table = np.asarray(details["median_norm_by_position"], dtype=np.float64)
+        figures.append(_norm_heatmap(blocks, table, data.seed, "first-position-by-position", f"median {point.value} norm by position",
+                                     "Norm by position", "Median over sequences of each position's norm (colour, log scale), one row per "
+                                     "measured block; position 0 standing far above the rest is the signature."))
     if acts is not None:
         all_blocks, norms = _block_norms(acts, point)
         if all_blocks and acts.length > 1:
@@ -311,9 +439,8 @@ def first_position_figures(data: FigureInput) -> list[Figure]:
             fig = _figure(f"{point.value} norm by block: position 0 vs the rest", "block", "median norm (log)", log_y=True)
             fig.add_trace(go.Scatter(x=all_blocks, y=_f32(first), mode="lines+markers", name="position 0", line={"color": FAIL_COLOUR}))
             fig.add_trace(go.Scatter(x=all_blocks, y=_f32(rest), mode="lines+markers", name="positions ≥ 1", line={"color": "#455a64"}))
-            _mark_band(fig, m)
             figures.append(Figure("first-position-by-block", "Position 0 vs the rest, by block",
-                                  "Median norms; the dotted lines mark the first and last block whose ratio exceeds the threshold.", fig))
+                                  "Median norms. " + _mark_band(fig, m), fig))
     ratio = m.metrics.get("ratio")
     if ratio is not None and ratio.per_layer:
         ordered = sorted(ratio.per_layer.items())
@@ -322,17 +449,40 @@ def first_position_figures(data: FigureInput) -> list[Figure]:
         threshold = float(m.params.get("threshold", 20.0))
         fig.add_trace(go.Scatter(x=[ordered[0][0], ordered[-1][0]], y=[threshold, threshold], mode="lines", name=f"threshold {threshold:g}",
                                  line={"dash": "dash", "color": FAIL_COLOUR}))
-        _mark_band(fig, m)
         figures.append(Figure("first-position-ratio", "Ratio by block",
-                              "Norm at position 0 over the median of later positions, mean over sequences.", fig))
+                              "Norm at position 0 over the median of later positions, mean over sequences. " + _mark_band(fig, m), fig,
+                              metric="ratio"))
     return figures
 
 
-def _mark_band(fig: go.Figure, m: Measurement) -> None:
+def _mark_band(fig: go.Figure, m: Measurement) -> str:
+    """Dotted lines at the onset and last blocks; returns the caption sentence, which says so when no block qualified."""
+    threshold = float(m.params.get("threshold", 20.0))
+    marked = []
     for name, label in (("onset_layer", "onset"), ("last_layer", "last")):
         metric = m.metrics.get(name)
         if metric is not None and metric.aggregate is not None and np.isfinite(metric.aggregate):
             fig.add_vline(x=metric.aggregate, line={"dash": "dot", "color": "#6a1b9a"}, annotation_text=f"{label} {metric.aggregate:g}")
+            marked.append(label)
+    if marked:
+        return f"The dotted lines mark the first and last block whose ratio exceeds the threshold {threshold:g}."
+    return f"No block's ratio exceeded the threshold {threshold:g}, so onset and last are not defined (shown as nan in checks)."
+
+
+def _norm_heatmap(blocks: Sequence[int], table: np.ndarray, seed: int, key: str, title: str, short: str, caption: str) -> Figure:
+    """Blocks by position, coloured by log10 of a norm: every block readable at once, where lines would overlap."""
+    positions = _subsample(table.shape[1], MAX_POINTS // max(len(blocks), 1), np.random.default_rng(seed))
+    values = table[:, positions]
+    logged = np.log10(np.where(values > 0, values, np.nan))
+    finite = logged[np.isfinite(logged)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    ticks = np.arange(np.floor(low), np.ceil(high) + 1)
+    fig = _figure(title, "position", "block", height=max(300, min(640, 60 + 16 * len(blocks))))
+    fig.add_trace(go.Heatmap(x=positions, y=list(blocks), z=_f32(logged), colorscale="Viridis", zmin=low, zmax=high if high > low else low + 1,
+                             colorbar={"title": {"text": "norm"}, "tickvals": ticks.tolist(), "ticktext": [f"{10 ** t:g}" for t in ticks]},
+                             customdata=_f32(values), hovertemplate="block %{y} · position %{x}<br>norm %{customdata:.4g}<extra></extra>"))
+    fig.update_yaxes(dtick=max(1, len(blocks) // 15))
+    return Figure(key, short, caption, fig)
 
 
 # ---------------------------------------------------------------- positional_helix
@@ -425,7 +575,8 @@ def sequence_figures(data: FigureInput) -> list[Figure]:
         fig = _figure("variance share explained by position, by block", "block", "share of variance", height=360)
         fig.add_trace(go.Bar(x=[b for b, _ in ordered], y=_f32([v for _, v in ordered]), name="position variance share", marker_color="#5c6bc0"))
         figures.append(Figure("sequence-share", "Variance share by block",
-                              "Between-position variance over total, corrected for the noise of a mean over the sequences.", fig))
+                              "Between-position variance over total, corrected for the noise of a mean over the sequences.", fig,
+                              metric="position_variance_share"))
     return figures
 
 
@@ -460,15 +611,12 @@ def norm_growth_figures(data: FigureInput) -> list[Figure]:
 
 
 def _norm_by_position(acts: Activations, seed: int, key: str, title: str, caption: str) -> list[Figure]:
-    """Median resid_post norm at each position, one line per block for blocks spread through the depth."""
+    """Median resid_post norm at each position for every block, as a heat map (one row per block)."""
     blocks, norms = _block_norms(acts, Point.RESID_POST)
     if not blocks:
         return []
-    fig = _figure(title, "position", "median norm (log)", log_y=True)
-    positions = _subsample(acts.length, MAX_POINTS // MAX_LINES, np.random.default_rng(seed))
-    for b in _spread(blocks):
-        fig.add_trace(go.Scatter(x=positions, y=_f32(np.median(norms[b], axis=0)[positions]), mode="lines", name=f"block {b}"))
-    return [Figure(key, "Norm by position", caption, fig)]
+    table = np.stack([np.median(norms[b], axis=0) for b in blocks]).astype(np.float64)
+    return [_norm_heatmap(blocks, table, seed, key, title, "Norm by position", caption + " Colour: the median norm, log scale.")]
 
 
 # ---------------------------------------------------------------- repeated_token_convergence
@@ -481,20 +629,23 @@ def repeated_token_figures(data: FigureInput) -> list[Figure]:
     blocks = [int(b) for b in m.details["blocks"]]
     positions, cosine = np.asarray(m.details["positions"]), np.asarray(m.details["cosine"])
     reference = int(m.params.get("reference_position", 0))
-    shown = _subsample(len(positions), MAX_POINTS // MAX_LINES, np.random.default_rng(data.seed))
-    fig = _figure(f"cosine similarity to position {reference} along the sequence", "position", f"cos(m_t, m_{reference})")
-    for b in _spread(blocks):
-        row = blocks.index(b)
-        fig.add_trace(go.Scatter(x=positions[shown], y=_f32(cosine[row, shown]), mode="lines", name=f"block {b}"))
+    shown = _subsample(len(positions), MAX_POINTS // max(len(blocks), 1), np.random.default_rng(data.seed))
+    fig = _figure(f"cosine similarity to position {reference} along the sequence", "position", "block",
+                  height=max(300, min(640, 60 + 16 * len(blocks))))
+    fig.add_trace(go.Heatmap(x=positions[shown], y=blocks, z=_f32(cosine[:, shown]), colorscale="RdBu", zmid=0.0, zmin=-1.0, zmax=1.0,
+                             colorbar={"title": {"text": "cosine"}}, hovertemplate="block %{y} · position %{x}<br>cos %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(dtick=max(1, len(blocks) // 15))
     figures = [Figure("repeated-cosine", "Similarity to the reference position",
-                      "Mean state over sequences at each position of the repeated token; rising curves mean convergence.", fig)]
+                      f"Cosine of the mean state (over sequences) at each position of the repeated token with position {reference}, "
+                      "one row per block; colour turning red along a row means that block converges.", fig)]
     rho = m.metrics.get("convergence_rho")
     if rho is not None and rho.per_layer:
         ordered = sorted(rho.per_layer.items())
         fig = _figure("convergence rho by block", "block", "Spearman rho", height=360)
         fig.add_trace(go.Bar(x=[b for b, _ in ordered], y=_f32([v for _, v in ordered]), marker_color="#5c6bc0", name="rho"))
         fig.update_yaxes(range=[-1.05, 1.05])
-        figures.append(Figure("repeated-rho", "Convergence by block", "Rank correlation of the similarity with position, per block.", fig))
+        figures.append(Figure("repeated-rho", "Convergence by block", "Rank correlation of the similarity with position, per block.", fig,
+                              metric="convergence_rho"))
     if data.activations is not None:
         figures += _norm_by_position(data.activations, data.seed, "repeated-norms", "median resid_post norm by position (repeated token)",
                                      "How the repeated copies' norms evolve along the sequence.")

@@ -29,8 +29,10 @@ from geomcheck.models.loader import LoadedModel
 from geomcheck.report.figures import (
     Figure,
     FigureInput,
+    Verdict,
     display_token,
     metric_figure,
+    overview_figure,
     property_figures,
     token_text,
 )
@@ -42,6 +44,13 @@ VERSIONED_PACKAGES = ("geomcheck", "torch", "transformers", "numpy", "plotly", "
 EXAMPLE_TOKENS = 48
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "typesetMath": False, "showLink": False}
 Captures = Mapping[tuple[str, InputSpec], CaptureRecord]
+# Metrics whose NaN means "no block qualified" rather than "could not be computed".
+UNDEFINED_WHEN_NONE = {
+    "onset_layer": "no block exceeded the threshold {threshold}",
+    "last_layer": "no block exceeded the threshold {threshold}",
+    "onset_depth": "no block exceeded the threshold {threshold}",
+    "last_depth": "no block exceeded the threshold {threshold}",
+}
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
@@ -137,6 +146,7 @@ def render_report(session: SessionView, model: str, spec: Spec, results: Sequenc
     sections = [_section(session, model, spec, prop, [r for r in results if r.check.property == prop], captures, figures, loaded)
                 for prop in dict.fromkeys(r.check.property for r in results)]
     rows = [row for section in sections for row in section.checks]
+    overview = overview_figure([Verdict(r.check, r.measurement, r.outcome.failing_layers, r.outcome.status) for r in results])
     counts = {status: sum(row.status == status for row in rows) for status in ("passed", "failed", "error", "skipped")}
     context = {
         "title": f"geomcheck: {model} · {spec.name}",
@@ -156,6 +166,7 @@ def render_report(session: SessionView, model: str, spec: Spec, results: Sequenc
         "overall": "failed" if counts["failed"] or counts["error"] else "passed",
         "rows": rows,
         "sections": sections,
+        "overview": figures.add(overview) if overview is not None else None,
         "figure_count": figures.count,
         "template_json": script_json(figures.template or {}),
         "config_json": script_json(PLOT_CONFIG),
@@ -187,6 +198,7 @@ def _section(session: SessionView, model: str, spec: Spec, prop: str, results: S
     definition = properties.REGISTRY.get(prop)
     checks = tuple(_row(result) for result in results)
     groups, notes = [], []
+    seen: set[str] = set()
     measured: dict[tuple, list[CheckResult]] = {}
     for result in results:
         m = result.measurement
@@ -199,8 +211,11 @@ def _section(session: SessionView, model: str, spec: Spec, prop: str, results: S
         tokens = token_text(acts.tokens, loaded.tokenizer if loaded is not None else None) if acts is not None else None
         if acts is None:
             notes.append("the captured activations were not kept, so only plots from the measurement are shown")
-        built = property_figures(FigureInput(group[0].measurement, acts, tokens, input_spec.seed))
-        built += [f for r in group if (f := metric_figure(r.check, r.measurement, r.outcome.failing_layers)) is not None]
+        checked = [f for r in group if (f := metric_figure(r.check, r.measurement, r.outcome.failing_layers)) is not None]
+        # A property plot of a metric some check here already plots by block would show the same numbers twice.
+        own = [f for f in property_figures(FigureInput(group[0].measurement, acts, tokens, input_spec.seed))
+               if f.metric is None or f.metric not in {r.check.metric for r in group}]
+        built = [f for f in [*own, *checked] if _first_sight(f, seen)]
         label = None if len(measured) == 1 else f"checks {', '.join(r.check.id for r in group)} ({format_blocks(group[0].measurement.layers)})"
         groups.append(FigureGroup(label, tuple(figures.add(f) for f in built)))
     statuses = {row.status for row in checks}
@@ -215,6 +230,15 @@ def _section(session: SessionView, model: str, spec: Spec, prop: str, results: S
         groups=tuple(groups),
         notes=tuple(notes),
     )
+
+
+def _first_sight(figure: Figure, seen: set[str]) -> bool:
+    """False for a figure whose traces equal one already in the section (plots of the whole capture repeat per group)."""
+    signature = pio.to_json({"data": list(figure.figure.data)}, validate=False, engine="json")
+    if signature in seen:
+        return False
+    seen.add(signature)
+    return True
 
 
 def _row(result: CheckResult) -> CheckRow:
@@ -245,6 +269,9 @@ def _row(result: CheckResult) -> CheckRow:
 def _measured(result: CheckResult) -> str:
     outcome, expect = result.outcome, result.check.expect
     if outcome.value is not None:
+        if math.isnan(outcome.value) and result.check.metric in UNDEFINED_WHEN_NONE:
+            threshold = (result.measurement.params.get("threshold") if result.measurement is not None else None)
+            return f"nan: {UNDEFINED_WHEN_NONE[result.check.metric].format(threshold=threshold if threshold is not None else 'the threshold')}"
         return format_value(outcome.value, expect)
     if outcome.per_layer:
         values = list(outcome.per_layer.values())
