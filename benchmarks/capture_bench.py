@@ -72,7 +72,21 @@ class PeakMemory:
         return (self.peak - self.start) / 2**20
 
 
-def load_model(name: str) -> models.LoadedModel:
+def load_model(name: str, device: str = "cpu") -> models.LoadedModel:
+    if name == "random-llama-1b":
+        # The ~1B LLaMA-layout shape of issue #17 (16 blocks, width 2048) in bfloat16: weights are
+        # not needed for timing, only the shapes and the kernels they run.
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        from geomcheck.models.adapters import table_for
+
+        torch.manual_seed(0)
+        config = LlamaConfig(num_hidden_layers=16, hidden_size=2048, intermediate_size=8192, num_attention_heads=32,
+                             num_key_value_heads=8, vocab_size=128256, max_position_embeddings=4096, tie_word_embeddings=True)
+        with torch.device(device):
+            model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+        ref = models.ModelRef("random-llama-1b", "directory", "in-memory")
+        return models.LoadedModel(ref, model, None, table_for("llama"), "random LlamaConfig (16 x 2048), bfloat16", 0.0, 0)
     if name == "random-gpt2-small":
         from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -98,7 +112,13 @@ def run_floor(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int)
     ids = torch.from_numpy(batch.ids)
     with torch.inference_mode():
         for start in range(0, len(ids), batch_size):
-            lm.base(input_ids=ids[start : start + batch_size], use_cache=False)
+            lm.base(input_ids=ids[start : start + batch_size].to(lm.input_device), use_cache=False)
+
+
+def synchronise(lm: models.LoadedModel) -> None:
+    """Wait for queued GPU work, so a timer measures the work and not only its launch."""
+    if lm.input_device.type == "cuda":
+        torch.cuda.synchronize(lm.input_device)
 
 
 def run_geomcheck(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int) -> None:
@@ -196,13 +216,26 @@ def measure(
     if timed:
         run_floor(lm, token_ids(lm, min(sequences, 2), tokens), batch_size)  # warm-up
     times: dict[str, list[float]] = {variant: [] for variant in timed}
+    on_gpu = lm.input_device.type == "cuda"
+    gpu_peaks: dict[str, list[float]] = {variant: [] for variant in timed}
     for _ in range(repeats):
         for variant in timed:
             gc.collect()
+            if on_gpu:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(lm.input_device)
+                resting = torch.cuda.memory_allocated(lm.input_device)
+            synchronise(lm)
             started = time.perf_counter()
             VARIANTS[variant](lm, batch, batch_size)
+            synchronise(lm)
             times[variant].append(time.perf_counter() - started)
+            if on_gpu:
+                gpu_peaks[variant].append((torch.cuda.max_memory_allocated(lm.input_device) - resting) / 2**20)
     peaks: dict[str, float | str] = {}
+    if on_gpu:  # the allocator's own counters are exact and resettable: no fresh process needed
+        peaks = {variant: round(max(values), 1) for variant, values in gpu_peaks.items()}
+        memory = []
     for variant in memory:
         needed = naive_bytes(lm, sequences, tokens) if variant == "naive" else 0
         if needed > 0.6 * available_bytes():
@@ -219,8 +252,10 @@ def measure(
             "model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": variant, "repeats": repeats if seconds else 0,
             "seconds": None if seconds is None else round(seconds, 2),
             "time_vs_floor": None if seconds is None or floor_time is None else round(seconds / floor_time, 3),
+            "device": str(lm.input_device),
             "peak_mb_above_model": peak,
             "memory_vs_geomcheck": round(peak / ours, 1) if isinstance(peak, float) and isinstance(ours, float) and ours > 0 else None,
+            "memory_vs_floor": round(peak / peaks["floor"], 3) if isinstance(peak, float) and isinstance(peaks.get("floor"), float) and peaks["floor"] > 0 else None,
         })
     for row in rows:
         print(json.dumps(row), flush=True)
@@ -287,6 +322,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["floor", "geomcheck", "naive"], choices=list(VARIANTS))
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--suite", action="store_true", help="run every size and model of docs/performance.md")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: time with synchronisation and read the GPU "
+                        "allocator's peak (e.g. --device cuda --model random-llama-1b --sequences 8 --tokens 1024)")
     parser.add_argument("--memory-probe", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -306,7 +343,9 @@ def main() -> None:
             with open(args.json, "w") as handle:
                 json.dump(rows, handle, indent=2)
         return
-    lm = load_model(args.model)
+    lm = load_model(args.model, args.device)
+    if args.device != "cpu" and lm.input_device.type == "cpu":
+        lm.model.to(args.device)
     rows = []
     for sequences in args.sequences:
         rows += measure(lm, sequences, args.tokens, args.variants, args.repeats, args.batch_size)
