@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from geomcheck.spec.yaml_positions import Located
 
 KeyPath = tuple[Union[str, int], ...]
+# Problems worth reading in one file; past this a file is not a spec with mistakes but something else.
+MAX_PROBLEMS = 200
 
 
 def format_key_path(key_path: KeyPath) -> str:
@@ -35,7 +37,7 @@ def translate(error: ValidationError, located: Located, model: type[BaseModel], 
     """One SpecProblem per error, at the key the author wrote (``prefix``: where ``model``'s data sits in the file)."""
     problems = []
     base = _child(located.data, prefix)
-    for err in error.errors(include_url=False):
+    for err in error.errors(include_url=False)[:MAX_PROBLEMS]:
         loc = tuple(err["loc"])
         written, data = list(prefix), base
         for part in loc:

@@ -43,6 +43,7 @@ from geomcheck.spec.layers import (
     resolve_layers,
 )
 from geomcheck.spec.problems import (
+    MAX_PROBLEMS,
     KeyPath,
     closest,
     format_key_path,
@@ -74,6 +75,7 @@ THRESHOLD_LIMIT = 1e12
 MAX_SEQUENCES = 1_000_000
 MAX_TOKENS = 1_000_000
 MAX_SEED = 2**63 - 1
+MAX_CHECKS = 1_000
 SPEC_SUFFIXES = (".yaml", ".yml")
 ROOT_MARKERS = (".git", "pyproject.toml")
 SOURCE_MODES = ("text", "dataset")
@@ -471,6 +473,10 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
     data = located.data
     if not isinstance(data, dict):
         raise SpecError([located.problem((), f"must be a mapping with keys such as name, inputs and checks; got {show_value(data)}.")])
+    checks_written = data.get("checks")
+    if isinstance(checks_written, list) and len(checks_written) > MAX_CHECKS:  # refused before thousands of errors are built
+        message = f"holds {len(checks_written):,} checks; a spec may hold at most {MAX_CHECKS:,}. Split it into several files."
+        raise SpecError([located.problem(("checks",), message)])
     problems: list[SpecProblem] = []
     doc: SpecDoc | None = None
     try:
@@ -484,7 +490,11 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
     warnings = _check_meaning(located, doc, registry, problems) if doc is not None else []
     if problems or doc is None:
         unique = {(p.line, p.column, p.key_path, p.message): p for p in problems}
-        raise SpecError([unique[key] for key in sorted(unique)])
+        shown = [unique[key] for key in sorted(unique)]
+        if len(shown) > MAX_PROBLEMS:
+            more = shown[MAX_PROBLEMS]
+            shown = shown[:MAX_PROBLEMS] + [dataclasses.replace(more, message=f"... and {len(unique) - MAX_PROBLEMS} more problems not shown.", hint=None)]
+        raise SpecError(shown)
 
     def with_source(inputs: Inputs | None, key_path: KeyPath) -> Inputs | None:
         if inputs is None or key_path not in sources:

@@ -15,9 +15,9 @@ MAX_SPEC_BYTES = 1_000_000
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 # Values written in the file, counted while composing: PyYAML's pure-Python parser spends ~20 us per
-# node, so the limit has to stop a flat list long before MAX_NODES to refuse it in well under a second.
-# The shipped specs hold a few hundred nodes.
-MAX_WRITTEN_NODES = 20_000
+# node, and validation as much again, so the limit has to stop a flat list long before MAX_NODES to
+# refuse any file in well under a second. The shipped specs hold a few hundred nodes.
+MAX_WRITTEN_NODES = 10_000
 
 
 class _TooLarge(Exception):
