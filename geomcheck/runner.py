@@ -29,6 +29,7 @@ from geomcheck.gate.results import CaptureRecord, CheckResult
 from geomcheck.gate.uncertainty import with_uncertainty
 from geomcheck.models.fingerprint import weights_fingerprint
 from geomcheck.models.loader import LoadedModel, LoadOptions, load, resolve
+from geomcheck.progress import Opener, Progress, block_progress, stderr_opener
 from geomcheck.properties.base import Measurement, Wanted
 from geomcheck.spec.expect import Outcome, errored, evaluate
 from geomcheck.spec.layers import resolve_layers
@@ -62,6 +63,8 @@ class GeomSession:
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    shared_seconds: float = 0.0  # loading and capturing, paid once and shared, so never billed to one check
+    progress_opener: Opener = stderr_opener  # where capture progress goes; pytest's suspends its output capture
 
     def add_model(self, ref: str, loaded: LoadedModel) -> None:
         """Use an already loaded (e.g. deliberately damaged) model under the name ``ref``."""
@@ -71,7 +74,9 @@ class GeomSession:
 
     def model(self, ref: str) -> LoadedModel:
         if ref not in self._models:
+            started = time.perf_counter()
             self._models[ref] = load(resolve(ref), self.load_options)
+            self.shared_seconds += time.perf_counter() - started
         return self._models[ref]
 
     def inputs_for(self, spec: Spec, check: Check) -> InputSpec:
@@ -93,8 +98,13 @@ class GeomSession:
             )
             started = time.perf_counter()
             print(f"geomcheck: capturing {ref} on {batch.description}", file=sys.stderr)
-            acts = capture(loaded, batch, CapturePlan(seed=input_spec.seed))
+            plan = CapturePlan(seed=input_spec.seed, progress=False)
+            progress = Progress(f"geomcheck: capturing {ref}", self.progress_opener)
+            with block_progress(loaded.table.block_modules(loaded.base), -(-batch.n_sequences // plan.batch_size), progress):
+                acts = capture(loaded, batch, plan)
+            progress.finish("captured")
             self._captures[key] = CaptureRecord(acts, batch, time.perf_counter() - started)
+            self.shared_seconds += self._captures[key].seconds
         return self._captures[key]
 
     def captures(self) -> dict[tuple[str, InputSpec], CaptureRecord]:
@@ -105,9 +115,11 @@ class GeomSession:
 
     def run_check(self, spec: Spec, check: Check, ref: str) -> CheckResult:
         """Measure and evaluate; a check that cannot apply to this model comes back skipped."""
-        started = time.perf_counter()
+        started, shared = time.perf_counter(), self.shared_seconds
         outcome, measurement = self._measure(spec, check, ref)
-        result = CheckResult(spec, check, ref, outcome, measurement, time.perf_counter() - started)
+        # The check's own time: the model load and capture it may have triggered are shown once, per input set.
+        seconds = max(0.0, time.perf_counter() - started - (self.shared_seconds - shared))
+        result = CheckResult(spec, check, ref, outcome, measurement, seconds)
         self.results.append(result)
         return result
 

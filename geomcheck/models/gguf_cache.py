@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from geomcheck.errors import ModelLoadError
+from geomcheck.progress import heartbeat
 
 MANIFEST = "geomcheck-manifest.json"
 CACHE_FORMAT = 1
@@ -77,8 +79,11 @@ def _build_entry(gguf_path: Path, entry: Path, digest: str) -> None:
     try:
         try:
             kwargs = {"gguf_file": gguf_path.name}
-            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+            # transformers draws its own bar on a terminal; elsewhere (CI logs, pytest) say every few seconds that it is alive.
+            alive = heartbeat("geomcheck: dequantizing") if not sys.stderr.isatty() else contextlib.nullcontext()
+            with alive:
+                tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+                model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
         except Exception as exc:  # the GGUF reader raises many unrelated types for a damaged file
             raise ModelLoadError(
                 str(gguf_path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
@@ -145,8 +146,10 @@ def resolve(text: str) -> ModelRef:
         raise ModelLoadError(text, f"no such file or directory: {path}", "check the path")
     if body.count("/") == 1 and all(part for part in body.split("/")):
         return ModelRef(raw, "hub", body, random_init)
-    known = ", ".join(sorted([*PACKAGED, *HUB_ALIASES]))
-    raise ModelLoadError(text, "not a known alias, an existing path or a hub id (owner/name)", f"use one of: {known}")
+    known = sorted([*PACKAGED, *HUB_ALIASES])
+    close = difflib.get_close_matches(body.lower(), known, n=1, cutoff=0.6)
+    remedy = f"did you mean {RANDOM_PREFIX if random_init else ''}{close[0]}? Known aliases: " if close else "use one of: "
+    raise ModelLoadError(text, "not a known alias, an existing path or a hub id (owner/name)", remedy + ", ".join(known))
 
 
 def _looks_like_path(text: str) -> bool:

@@ -41,7 +41,24 @@ def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
         root = _checked(config, "geom_baseline_dir", option_values.output_folder, config.rootpath / "baselines")
         baselines = BaselineOptions(root=root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
                                     force=bool(config.getoption("geom_force_update")))
-    return GeomSession(options, budget, baselines)
+    session = GeomSession(options, budget, baselines)
+    session.progress_opener = _terminal_opener(config)
+    return session
+
+
+def _terminal_opener(config: pytest.Config):
+    """Progress goes to the real stderr with pytest's output capture suspended, so a terminal sees it live."""
+    import contextlib
+    import sys
+
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    @contextlib.contextmanager
+    def opened():
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            yield sys.stderr
+
+    return opened
 
 
 def _checked(config: pytest.Config, dest: str, parse: Callable[[str], T], default: T) -> T:

@@ -63,6 +63,7 @@ def setting(config: pytest.Config, dest: str) -> object:
 def pytest_configure(config: pytest.Config) -> None:
     models = setting(config, "geom_model")
     if not models:
+        _refuse_spec_without_model(config)
         return
     if getattr(config.option, "dist", "no") == "load":
         # All checks of one model go to one xdist worker, so each model is loaded and captured once.
@@ -86,11 +87,43 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportWriter(config), "geomcheck-report")
 
 
+def _refuse_spec_without_model(config: pytest.Config) -> None:
+    """A spec named on the command line without a model would be 'not found' (nothing collects it): say what is missing."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0])
+        if path.suffix in SPEC_SUFFIXES and _looks_like_spec(path):
+            raise pytest.UsageError(
+                f"{path} is a geomcheck spec; checking it needs a model. Name one with --geom-model, e.g. "
+                f"pytest --geom-model=smollm2-135m {path} (an alias from `geomcheck models`, a hub id, a checkpoint "
+                "folder, a .gguf file, or random:<any of these>), or set geom_model in the pytest ini file")
+
+
+def _looks_like_spec(path: Path) -> bool:
+    """A YAML file with a top-level ``checks:`` key; other plugins' YAML test files are left alone."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as stream:
+            head = stream.read(65536)
+    except OSError:
+        return False
+    return any(line.startswith("checks:") or line.startswith("checks :") for line in head.splitlines())
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     geom = session.config.stash.get(SESSION_KEY, None)
     if geom is None:
         return
-    session.config.stash[WRITTEN_KEY] = geom.baseline_summary()
+    session.config.stash[WRITTEN_KEY] = [*_skipped_specs(geom), *geom.baseline_summary()]
+
+
+def _skipped_specs(geom: GeomSession) -> list[str]:
+    """One line per (spec, model) whose every check was skipped, with the reason, so the default summary shows why."""
+    pairs: dict[tuple[str, str], list] = {}
+    for result in geom.results:
+        pairs.setdefault((result.spec.display_path, result.model), []).append(result.outcome)
+    return [f"{spec} skipped for {model} ({len(outcomes)} check{'s' if len(outcomes) != 1 else ''}): {outcomes[0].headline.split(' skipped: ', 1)[-1]}"
+            for (spec, model), outcomes in pairs.items() if all(o.status == "skipped" for o in outcomes)]
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -104,6 +104,8 @@ def write_reports(session: SessionView, report: str | None) -> list[Path]:
     for pair, path in report_paths(session, report).items():
         model, _ = pair
         results: Sequence[CheckResult] = pairs[pair]
+        if all(result.outcome.status == "skipped" for result in results):
+            continue  # a spec that does not apply to this model: the run says why; an empty page would not
         write_atomically(path, render_report(session, model, results[0].spec, results))
         written.append(path)
     return written
