@@ -35,3 +35,14 @@ def smollm2():
     from geomcheck.models import loader as models
 
     return models.load("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def qwen():
+    """Qwen2.5-Coder-0.5B joined from its six PyPI parts; skipped (saying how to install) when they are missing."""
+    from geomcheck.models import loader as models
+
+    packaged = models.PACKAGED["qwen2.5-coder-0.5b"]
+    if not packaged.installed():
+        pytest.skip(f"{packaged.install} to run the Qwen real-model tests")
+    return models.load("qwen2.5-coder-0.5b")

@@ -17,7 +17,7 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 def test_shipped_specs_load():
     names = {spec.name: spec for spec in load_specs([SPECS])}
-    assert set(names) == {"gpt2", "llama"}
+    assert set(names) == {"decoder", "gpt2", "llama"}
     assert all(check.reason for spec in names.values() for check in spec.checks), "every check cites its evidence"
 
 
@@ -61,13 +61,34 @@ def test_gpt2_spec_skips_on_llama_models(tiny_dirs):
     assert set(outcomes(GeomSession(), spec, str(tiny_dirs["llama"])).values()) == {"skipped"}
 
 
+DECODER_SPECS = ("decoder.yaml", "llama.yaml")
+
+
+def spec_outcomes(session: GeomSession, ref: str) -> dict[str, str]:
+    """Status of every check of the decoder specs, keyed ``spec/check``."""
+    statuses = {}
+    for name in DECODER_SPECS:
+        spec = load_spec(SPECS / name)
+        statuses.update({f"{spec.name}/{check}": status for check, status in outcomes(session, spec, ref).items()})
+    return statuses
+
+
 @pytest.mark.real_model
-def test_llama_spec_passes_on_smollm2_and_fails_on_its_random_twin(smollm2):
-    spec = load_spec(SPECS / "llama.yaml")
+def test_decoder_specs_pass_on_smollm2_and_every_check_fails_on_its_random_twin(smollm2):
     session = GeomSession()
     session.add_model("smollm2-135m", smollm2)
-    trained = outcomes(session, spec, "smollm2-135m")
+    trained = spec_outcomes(session, "smollm2-135m")
     assert set(trained.values()) == {"passed"}, trained
-    twin = outcomes(session, spec, "random:smollm2-135m")
-    for check in ("attn_mlp_separation", "massive_first_position", "sequence_structure", "norm_growth", "repeated_token_convergence"):
-        assert twin[check] == "failed", (check, twin)
+    twin = spec_outcomes(session, "random:smollm2-135m")
+    assert set(twin.values()) == {"failed"}, twin
+
+
+@pytest.mark.real_qwen
+def test_decoder_specs_pass_on_qwen_and_every_check_fails_on_its_random_twin(qwen):
+    """The same specs, unchanged, on a second model of another depth (24 blocks) and width (896)."""
+    session = GeomSession()
+    session.add_model("qwen2.5-coder-0.5b", qwen)
+    trained = spec_outcomes(session, "qwen2.5-coder-0.5b")
+    assert set(trained.values()) == {"passed"}, trained
+    twin = spec_outcomes(session, "random:qwen2.5-coder-0.5b")
+    assert set(twin.values()) == {"failed"}, twin
