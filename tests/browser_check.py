@@ -40,7 +40,12 @@ PROBE = """<script>
       return { id: el.id, rendered: el.getAttribute("data-rendered") === "true", error: el.getAttribute("data-error"),
                svgs: el.querySelectorAll(".main-svg").length, traces: el.data ? el.data.length : 0,
                points: (el.data || []).reduce(function (n, t) { var v = t.x || t.y || t.z || []; return n + (v.length || 0); }, 0),
-               gl: el.querySelectorAll("canvas").length };
+               gl: el.querySelectorAll("canvas").length,
+               bands: ((el.layout && el.layout.shapes) || []).filter(function (s) { return s.name === "pass band" || (s.type === "rect" && s.fillcolor === "#2e7d32"); })
+                 .map(function (s) { return { yref: s.yref, y0: s.y0, y1: s.y1 }; }),
+               series: (el.data || []).filter(function (t) { return t.meta || (t.y && t.y.length <= 500); }).map(function (t) {
+                 return { name: t.name || null, type: t.type || "scatter", yaxis: t.yaxis || "y", meta: t.meta || null,
+                          y: t.y ? Array.prototype.slice.call(t.y) : [] }; }) };
     });
     var scripts = Array.prototype.map.call(document.scripts, function (s) { return s.type || "text/javascript"; });
     var tokens = Array.prototype.map.call(document.querySelectorAll(".tokens span"), function (s) { return s.textContent; });
@@ -137,6 +142,34 @@ def _summary(dom: str) -> dict:
     return json.loads(parser.value)
 
 
+def band_contradictions(figures: list[dict]) -> list[str]:
+    """Where a figure's pass band disagrees with the verdict, read from the data the browser drew.
+
+    Every trace on axes with a band must be one the check judges (trace ``meta.judged``), and each of its
+    values must sit inside the band exactly when the check does not count it as failing.
+    """
+    found = []
+    for figure in figures:
+        for band in figure.get("bands", []):
+            axis = str(band["yref"]).replace(" domain", "")
+            low, high = sorted((float(band["y0"]), float(band["y1"])))
+            for series in figure.get("series", []):
+                if series["yaxis"] != axis or series["type"] not in ("scatter", "scattergl", "bar"):
+                    continue
+                meta = series["meta"] or {}
+                if not meta.get("judged"):
+                    found.append(f"{figure['id']}: {series['name']!r} is not judged but drawn over the pass band")
+                    continue
+                for value, failing in zip(series["y"], meta.get("failing", [])):
+                    if value is None:
+                        continue
+                    inside = low <= float(value) <= high
+                    if inside == bool(failing):
+                        found.append(f"{figure['id']}: {series['name']!r} value {value:.4g} is {'inside' if inside else 'outside'} "
+                                     f"the band [{low:.4g}, {high:.4g}] but {'fails' if failing else 'passes'}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path)
@@ -150,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(summary['figures']) - len(bad)} of {len(summary['figures'])} figures rendered")
     for figure in bad:
         print(f"not rendered: {figure}")
-    return 1 if bad or summary["errors"] or summary["alerted"] else 0
+    contradictions = band_contradictions(summary["figures"])
+    for line in contradictions:
+        print(f"band contradicts the verdict: {line}")
+    return 1 if bad or contradictions or summary["errors"] or summary["alerted"] else 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_check import ALERT_TITLE, find_chromium, open_report
+from browser_check import ALERT_TITLE, band_contradictions, find_chromium, open_report
 from test_report import MALICIOUS, run_fixture_session
 
 from geomcheck.report import write_reports
@@ -64,3 +64,12 @@ def test_injected_html_stays_text(rendered):
 
 def test_screenshot_is_kept(rendered):
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
+
+
+def test_no_value_contradicts_its_band(rendered):
+    """The fixture fails first_token on its aggregate while its per-block ratios sit anywhere: no band may sit behind them."""
+    _, result = rendered
+    banded = [figure for figure in result.figures if figure["bands"]]
+    assert len(banded) >= 5  # every check's metric figure, and the overview panels
+    assert any(series["meta"] and any(series["meta"].get("failing", [])) for figure in banded for series in figure["series"])
+    assert band_contradictions(result.figures) == []

@@ -148,6 +148,8 @@ def shade_pass_band(fig: go.Figure, expect: Expectation, values: Sequence[float]
 
     Only ever behind values the check judges: ``where`` (``row=, col=``) puts it on one subplot.
     """
+    if where:  # plotly silently skips shapes on a subplot that has no trace yet
+        where = {**where, "exclude_empty_subplots": False}
     bounds = [b for b in (expect.lower, expect.upper) if b is not None]
     low, high = min([*values, *bounds]), max([*values, *bounds])
     pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.1, 1.0)
