@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import math
+import pickle
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from geomcheck.models.loader import PACKAGED
+from geomcheck.capture.inputs import InputSpec
+from geomcheck.gate.results import CaptureRecord
 from geomcheck.runner import GeomSession
 from geomcheck.spec.expect import Outcome, format_value
 from geomcheck.spec.schema import Check, Spec, load_spec
@@ -70,8 +74,33 @@ def shown_value(check: Check, outcome: Outcome) -> str:
     return "—" if outcome.value is None else format_value(outcome.value, check.expect)
 
 
-def measure(ref: str, specs: list[Spec]) -> dict[tuple[str, str], Cell]:
-    session = GeomSession()
+class CachedSession(GeomSession):
+    """A GeomSession that keeps each capture on disk, so re-running after a threshold or layer change
+    re-measures without the forward passes (Qwen2.5 takes ~10 min per capture on a shared 2-core CPU)."""
+
+    def __init__(self, cache: Path | None) -> None:
+        super().__init__()
+        self.cache = cache
+
+    def capture(self, ref: str, input_spec: InputSpec) -> CaptureRecord:
+        if self.cache is None:
+            return super().capture(ref, input_spec)
+        key = hashlib.sha256(repr((ref, input_spec)).encode()).hexdigest()[:20]
+        path = self.cache / f"{key}.pkl"
+        if (ref, input_spec) not in self._captures and path.is_file():
+            with open(path, "rb") as handle:
+                self._captures[(ref, input_spec)] = pickle.load(handle)
+        record = super().capture(ref, input_spec)
+        if not path.is_file():
+            self.cache.mkdir(parents=True, exist_ok=True)
+            with open(path.with_suffix(".tmp"), "wb") as handle:
+                pickle.dump(record, handle)
+            path.with_suffix(".tmp").replace(path)
+        return record
+
+
+def measure(ref: str, specs: list[Spec], cache: Path | None = None) -> dict[tuple[str, str], Cell]:
+    session = CachedSession(cache)
     cells = {}
     for spec in specs:
         for check in spec.checks:
@@ -120,6 +149,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", action="append", type=Path, help="spec files (default: specs/decoder.yaml, specs/llama.yaml)")
     parser.add_argument("--model", action="append", help="trained models; each is paired with its random: twin")
+    parser.add_argument("--cache", type=Path, help="keep captures here (pickles; only your own) to re-measure without forward passes")
     parser.add_argument("--update-docs", action="store_true", help=f"write the table into {DOCS.relative_to(ROOT)}")
     args = parser.parse_args()
     specs = [load_spec(path) for path in (args.spec or SPECS)]
@@ -130,7 +160,7 @@ def main() -> int:
     cells, started = {}, time.perf_counter()
     with threadpool_limits(1):
         for ref in refs:
-            cells[ref] = measure(ref, specs)
+            cells[ref] = measure(ref, specs, args.cache)
     lines = [
         f"`python benchmarks/spec_calibration.py --update-docs` ({time.perf_counter() - started:.0f} s on a shared 2-core CPU). "
         "Cell: measured value, pass/**FAIL**, (margin to the threshold; per-block checks: passing blocks minus those needed).",
