@@ -54,6 +54,19 @@ class Side:
 
 
 @dataclass(frozen=True)
+class DriftCells:
+    """One gated value of the paired test, as the page shows it: A, B, B - A, paired SE, effect in SE."""
+
+    where: str
+    a: str
+    b: str
+    change: str
+    se: str
+    effect: str
+    alarm: bool
+
+
+@dataclass(frozen=True)
 class Row:
     anchor: str
     spec: str
@@ -66,8 +79,9 @@ class Row:
     b: Side
     delta: str
     block_delta: str
-    drift: tuple[str, ...]
+    drift: tuple[DriftCells, ...]
     drift_count: int
+    tested: int
     change: str
     figure: FigureBlock | None
 
@@ -146,10 +160,27 @@ def _row(index: int, row: CheckComparison, comparison: Comparison, figures: _Fig
         b=_side(row.b, b),
         delta="—" if row.delta is None else f"{row.delta:+.4g}",
         block_delta="" if largest is None else f"largest at block {largest[0]}: {largest[1]:+.4g}",
-        drift=row.drift[:MAX_DRIFT_LINES] + (("...",) if len(row.drift) > MAX_DRIFT_LINES else ()),
+        drift=_drift_cells(row),
         drift_count=len(row.drift),
+        tested=row.noise.tested if row.noise is not None else 0,
         change=row.change,
         figure=figures.add(figure) if figure is not None else None,
+    )
+
+
+def _number(value: float | None, digits: str = ".4g") -> str:
+    return "not defined" if value is None or not math.isfinite(value) else format(value, digits)
+
+
+def _drift_cells(row: CheckComparison) -> tuple[DriftCells, ...]:
+    """The paired test's rows for this check's own gated values: those beyond noise first, at most MAX_DRIFT_LINES."""
+    if row.noise is None:
+        return ()
+    ordered = sorted(row.noise.rows, key=lambda r: (not r.alarm, -abs(r.effect) if r.effect is not None else 0.0))
+    return tuple(
+        DriftCells(r.where, _number(r.baseline), _number(r.now), "not defined" if r.delta is None else f"{r.delta:+.4g}",
+                   _number(r.se, ".3g"), "—" if r.effect is None else f"{r.effect:+.1f}", r.alarm)
+        for r in ordered[:MAX_DRIFT_LINES]
     )
 
 
@@ -180,9 +211,14 @@ def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
                 if value is not None and math.isfinite(value):
                     fig.add_hline(y=value, line={"color": colours[side], "dash": "dot", "width": 2})
     else:
-        shown = {side: value for side, value in aggregates.items() if value is not None and math.isfinite(value)}
-        fig.add_trace(go.Bar(x=[names[side] for side in shown], y=_f32(list(shown.values())), marker_color=[colours[side] for side in shown],
-                             width=[0.4] * len(shown), showlegend=False))
+        # Both sides always get a place on the axis; a side whose value is NaN says "not defined" instead of vanishing.
+        defined = {side: value is not None and math.isfinite(value) for side, value in aggregates.items()}
+        fig.add_trace(go.Bar(x=[names[side] for side in aggregates], y=[float(v) if defined[side] else None for side, v in aggregates.items()],
+                             marker_color=[colours[side] for side in aggregates], width=[0.4] * len(aggregates), showlegend=False))
+        for side in aggregates:
+            if not defined[side]:
+                fig.add_annotation(x=names[side], y=sum(y_range) / 2, text=f"{side}: not defined (NaN)", showarrow=False,
+                                   font={"color": colours[side]})
     fig.update_yaxes(range=y_range)
     caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}). "
                + ("Dotted lines: each model's aggregate. " if by_block and expect.on == "aggregate" else "")
