@@ -43,7 +43,7 @@ def test_bos_null_still_means_the_family_default():
 
 
 def test_seeds_stay_seeded_when_inherited():
-    spec = parse_spec(f"inputs: {{seed: 7}}\nchecks:\n  - property: first_position_norm\n    inputs: {{tokens: 8}}\n    expect: {{min: 1}}\n")
+    spec = parse_spec("inputs: {seed: 7}\nchecks:\n  - property: first_position_norm\n    inputs: {tokens: 8}\n    expect: {min: 1}\n")
     assert spec.checks[0].effective_inputs(spec).seed == 7
 
 

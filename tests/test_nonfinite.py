@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
+from tiny import save_tiny
 
 from geomcheck.capture.hooks import _Verifier
 from geomcheck.errors import VerificationError
 from geomcheck.runner import GeomSession, RunOptions, run_cli
 from geomcheck.spec.schema import parse_spec
-from tiny import save_tiny
 
 # (family, weight name fragment, value, blocks left finite)
 VARIANTS = {
