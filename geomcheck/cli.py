@@ -16,7 +16,7 @@ from geomcheck.errors import GeomcheckError
 # docs/exit-codes.md holds the same table, with pytest's codes beside these.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_CODES_HELP = """\
-exit codes (run and compare; details in docs/exit-codes.md):
+exit codes (details in docs/exit-codes.md):
   0  every check passed or was skipped (compare: nothing regressed)
   1  a check failed (compare: a check went from passed to failed;
      trajectory: the latest checkpoint fails a check an earlier one passed)
@@ -25,6 +25,12 @@ exit codes (run and compare; details in docs/exit-codes.md):
      missing, a model cannot load, a report cannot be written
   4  internal error in geomcheck (a bug): one line; rerun with --traceback
 """
+
+
+DESCRIPTION = ("geomcheck: list models and sites, summarise a capture, print the spec schema, run specs, "
+               "compare two checkpoints, follow a training run.")
+MODEL_HELP = "model: an alias (see 'geomcheck models'), a hub id, a directory, a .gguf file, or random:REF for its random-init twin"
+BUDGET_HELP = "largest sequences x tokens a spec may ask for (refused before any model loads)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +56,8 @@ def _typed(parse):
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", type=_typed(option_values.device),
                         help="cpu, cuda, cuda:N, mps, or auto (shard with accelerate)")
-    parser.add_argument("--dtype", default="float32", choices=option_values.DTYPE_NAMES)
+    parser.add_argument("--dtype", default="float32", choices=option_values.DTYPE_NAMES,
+                        help="weights are cast to this dtype after loading (default float32)")
     parser.add_argument("--seed", type=_typed(option_values.seed), default=0, help="seed for random: twins and input sampling")
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickle-based checkpoints (.bin/.pt)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code")
@@ -73,36 +80,38 @@ def _load_options(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="geomcheck", description=__doc__)
+    parser = _Parser(prog="geomcheck", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("models", help="known aliases and whether each is available offline now")
 
     sites = commands.add_parser("sites", help="list a model's capture sites, one per line")
-    sites.add_argument("--model", required=True)
+    sites.add_argument("--model", required=True, metavar="REF", help=MODEL_HELP)
     sites.add_argument("--select", action="append", default=None, help="glob pattern(s), e.g. 'blocks.*.attn_out'")
     _add_model_options(sites)
 
     summary = commands.add_parser("capture", help="capture a model and print per-block residual norms")
-    summary.add_argument("--model", required=True)
-    summary.add_argument("--mode", default="corpus", choices=["corpus", "text", "dataset", "single_token", "repeated_token"])
+    summary.add_argument("--model", required=True, metavar="REF", help=MODEL_HELP)
+    summary.add_argument("--mode", default="corpus", choices=["corpus", "text", "dataset", "single_token", "repeated_token"],
+                         help="where the input tokens come from (default: the bundled corpus)")
     summary.add_argument("--source", default=None, help="file/folder for --mode text, dataset id for --mode dataset")
-    summary.add_argument("--sequences", type=_typed(option_values.positive_int), default=8)
-    summary.add_argument("--tokens", type=_typed(option_values.positive_int), default=256)
-    summary.add_argument("--bos", choices=["yes", "no", "default"], default="default")
-    summary.add_argument("--batch-size", type=_typed(option_values.positive_int), default=8)
+    summary.add_argument("--sequences", type=_typed(option_values.positive_int), default=8, help="number of sequences (default 8)")
+    summary.add_argument("--tokens", type=_typed(option_values.positive_int), default=256, help="tokens per sequence (default 256)")
+    summary.add_argument("--bos", choices=["yes", "no", "default"], default="default",
+                         help="prepend the BOS token: yes, no, or what the model's tokenizer does (default)")
+    summary.add_argument("--batch-size", type=_typed(option_values.positive_int), default=8, help="sequences per forward pass (default 8)")
     summary.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_model_options(summary)
 
     commands.add_parser("schema", help="print the JSON Schema of spec files")
 
     run = commands.add_parser("run", help="check models against specs (same checks and exit codes as pytest)")
-    run.add_argument("--model", action="append", required=True, dest="models")
+    run.add_argument("--model", action="append", required=True, dest="models", metavar="REF", help=MODEL_HELP + "; repeatable")
     run.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
     run.add_argument("--report", default=None, type=_typed(option_values.output_file),
-                     help="HTML report path (default reports/<model>-<spec>.html)")
-    run.add_argument("--no-report", action="store_true")
-    run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None)
+                     help="HTML report path (default reports/MODEL-SPEC.html)")
+    run.add_argument("--no-report", action="store_true", help="write no HTML report")
+    run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
     run.add_argument("--update", action="store_true",
                      help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
     run.add_argument("--force-update", action="store_true", help="like --update, but record failing checks too")
@@ -116,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("ref_b", metavar="REF_B", help="the candidate checkpoint")
     compare.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
     compare.add_argument("--report", default=None, type=_typed(option_values.output_file),
-                         help="HTML report path (default reports/compare-<A>-vs-<B>.html)")
-    compare.add_argument("--no-report", action="store_true")
-    compare.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None)
+                         help="HTML report path (default reports/compare-A-vs-B.html)")
+    compare.add_argument("--no-report", action="store_true", help="write no HTML comparison page")
+    compare.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
     _add_model_options(compare)
 
     trajectory = commands.add_parser(
@@ -140,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (parser, *commands.choices.values()):
         sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS if sub is not parser else False,
                          help="on an internal error, print the full traceback")
-    for sub in (parser, run, compare, trajectory):
+    for sub in (parser, *commands.choices.values()):
         sub.epilog, sub.formatter_class = EXIT_CODES_HELP, argparse.RawDescriptionHelpFormatter
     return parser
 
