@@ -1,6 +1,6 @@
 """Train a small LLaMA-config model on geomcheck's bundled corpus on CPU, saving checkpoints for ``geomcheck trajectory``.
 
-    python examples/train_tiny.py                      # about 2-4 minutes on 2 CPU cores; writes runs/train_tiny/
+    python examples/train_tiny.py                      # a few minutes on 2 CPU cores; writes runs/train_tiny/
     geomcheck trajectory runs/train_tiny --spec examples/tiny-llama.yaml --report reports/trajectory-train_tiny.html
 
 The run saves its random initialisation as ``checkpoint-0`` and then a Trainer checkpoint every
@@ -62,7 +62,7 @@ class Chunks(torch.utils.data.Dataset):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="runs/train_tiny", help="Trainer output folder (checkpoint-*/ inside)")
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps")
+    parser.add_argument("--steps", type=int, default=400, help="optimizer steps")
     parser.add_argument("--save-every", type=int, default=50, help="save a checkpoint every N steps")
     parser.add_argument("--measure-every", type=int, default=200, help="GeomCheckCallback: measure every N steps (0: off)")
     parser.add_argument("--seed", type=int, default=0)
@@ -71,7 +71,7 @@ def main() -> None:
     output = Path(args.output)
     text = bundled_corpus_text()
     tokenizer = word_tokenizer(text, vocab_size=2048)
-    config = LlamaConfig(num_hidden_layers=6, hidden_size=96, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+    config = LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=192, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=256, vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2, pad_token_id=2,
                          tie_word_embeddings=True)
     torch.manual_seed(args.seed)
@@ -80,7 +80,7 @@ def main() -> None:
     tokenizer.save_pretrained(output / "checkpoint-0")
     dataset = Chunks(tokenizer(text)["input_ids"], tokenizer.bos_token_id, length=64)
     training = TrainingArguments(
-        output_dir=str(output), max_steps=args.steps, per_device_train_batch_size=16, learning_rate=3e-3, warmup_steps=30,
+        output_dir=str(output), max_steps=args.steps, per_device_train_batch_size=8, learning_rate=3e-3, warmup_steps=30,
         lr_scheduler_type="cosine", weight_decay=0.01, logging_steps=25, save_strategy="steps", save_steps=args.save_every,
         save_total_limit=None, report_to=[], use_cpu=True, seed=args.seed, disable_tqdm=True, dataloader_num_workers=0,
     )
