@@ -246,7 +246,7 @@ def test_message_template_matches_house_style(project) -> None:
         # unknown keys, with and without a close match
         (CHECK + "    expect: {mn: 20}\n", "checks[0].expect.mn", 3, "unknown key 'mn'; valid keys: between, max, metric, min, mostly, on.", "did you mean 'min'?"),
         (CHECK + "    expect: {min: 1}\n    reasn: x\n", "checks[0].reasn", 4, "unknown key 'reasn'", "did you mean 'reason'?"),
-        (CHECK + "    expect: {min: 1}\n    zzz: x\n", "checks[0].zzz", 4, "unknown key 'zzz'; valid keys: expect, id,", None),
+        (CHECK + "    expect: {min: 1}\n    zzz: x\n", "checks[0].zzz", 4, "unknown key 'zzz'; valid keys: expect, gate, id,", None),
         ("nmae: x\n" + CHECK + "    expect: {min: 1}\n", "nmae", 1, "unknown key 'nmae'", "did you mean 'name'?"),
         # wrong types and ranges
         (CHECK + "    expect: {min: true}\n", "checks[0].expect.min", 3, "must be a number in [-1e12, 1e12]; got true.", None),
@@ -283,7 +283,7 @@ def test_message_template_matches_house_style(project) -> None:
         (CHECK + "    inputs: {mode: dataset}\n    expect: {min: 1}\n", "checks[0].inputs.mode", 3, "input mode 'dataset' needs a source: a dataset id.", None),
         ("inputs: {mode: text}\n" + CHECK + "    expect: {min: 1}\n", "inputs.mode", 1, "input mode 'text' needs a source", None),
         # applies_to
-        ("applies_to: {families: [lama]}\n" + CHECK + "    expect: {min: 1}\n", "applies_to.families[0]", 1, "must be one of 'gpt2', 'llama'; got 'lama'.", "did you mean 'llama'?"),
+        ("applies_to: {families: [lama]}\n" + CHECK + "    expect: {min: 1}\n", "applies_to.families[0]", 1, "'llama', 'llama-named', 'olmo2', 'opt', 'phi', 'stablelm', 'vaultgemma', 'xglm'; got 'lama'.", "did you mean 'llama'?"),
         ("applies_to: {families: llama}\n" + CHECK + "    expect: {min: 1}\n", "applies_to.families", 1, "must be a list; got 'llama'.", None),
         # properties, params and metrics (checked against the registry)
         ("checks:\n  - property: first_postion_norm\n    expect: {min: 1}\n", "checks[0].property", 2, "unknown property 'first_postion_norm'; known properties: first_position_norm, layer_norm_growth.", "did you mean 'first_position_norm'?"),
@@ -494,7 +494,7 @@ def test_load_specs_reads_folders_sorted_and_reports_all_files(project) -> None:
 def test_json_schema_without_registry_is_generic() -> None:
     schema = json_schema(registry={})
     assert schema["title"] == "geomcheck spec"
-    assert set(schema["properties"]) == {"name", "description", "applies_to", "inputs", "checks"}
+    assert set(schema["properties"]) == {"name", "description", "applies_to", "inputs", "gate", "checks"}
     assert schema["required"] == ["checks"]
 
 

@@ -82,7 +82,10 @@ SOURCE_MODES = ("text", "dataset")
 
 # Mirrors the ``family`` of each table in geomcheck.models.adapters.TABLES (kept literal so reading a spec
 # never imports torch); tests/test_spec.py checks the two agree.
-Family = Literal["gpt2", "llama"]
+Family = Literal[
+    "apertus", "biogpt", "bloom", "cohere", "falcon", "gemma2", "gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gptj",
+    "granite", "llama", "llama-named", "olmo2", "opt", "phi", "stablelm", "vaultgemma", "xglm",
+]
 Aggregation = Literal["aggregate", "per_layer"]
 
 
