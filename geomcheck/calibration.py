@@ -143,7 +143,8 @@ def trial(spec: Spec, loaded: LoadedModel, baseline_file: Path, condition: Condi
             continue
         if evaluate(check, result.measurement, model="trial").status != "passed":
             fixed.append(check.id)
-        verdict = baseline.against(check, properties.get(check.property), recorded[check.id], result.measurement)
+        fingerprint = session.inputs_fingerprint(spec, check, "trial")
+        verdict = baseline.against(check, properties.get(check.property), recorded[check.id], result.measurement, fingerprint)
         tested += verdict.tested
         if verdict.alarms:
             alarms.append(check.id)

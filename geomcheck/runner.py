@@ -172,7 +172,7 @@ class GeomSession:
         if options.update:
             if outcome.status == "passed" or options.force:
                 entries = self._pending.setdefault(path, (ref, spec.name, {}))[2]
-                entries[check.id] = baseline.entry(check, measurement, self._inputs_fingerprint(spec, check, ref), self._model_fingerprint(ref))
+                entries[check.id] = baseline.entry(check, measurement, self.inputs_fingerprint(spec, check, ref), self._model_fingerprint(ref))
             else:
                 self._not_recorded.setdefault(path, []).append(check.id)
             return outcome
@@ -187,7 +187,8 @@ class GeomSession:
                 return replace(outcome, status="failed", headline=f"{check.property}[{ref}]: {missing} ({check.location})", details=(remedy, *outcome.details))
             print(f"geomcheck: warning: {missing} (in CI this fails); {remedy}", file=sys.stderr)
             return outcome
-        verdict = baseline.against(check, properties.get(check.property), recorded, measurement)
+        fingerprint = self.inputs_fingerprint(spec, check, ref)
+        verdict = baseline.against(check, properties.get(check.property), recorded, measurement, fingerprint)
         moved = verdict.alarms
         if not moved:
             return outcome
@@ -196,10 +197,11 @@ class GeomSession:
         if outcome.status == "failed":
             headline = outcome.headline + f"; also {what}"
         gate = verdict.result.settings.describe() if verdict.result is not None else ""
+        gate += "; paired: the baseline's own inputs" if verdict.paired else "; unpaired: other inputs than the baseline's"
         details = (*outcome.details, f"baseline: {path} ({gate})", *moved[:12], *(["..."] if len(moved) > 12 else []))
         return replace(outcome, status="failed", headline=headline, details=details)
 
-    def _inputs_fingerprint(self, spec: Spec, check: Check, ref: str) -> dict[str, object]:
+    def inputs_fingerprint(self, spec: Spec, check: Check, ref: str) -> dict[str, object]:
         input_spec = self.inputs_for(spec, check)
         record = self.capture(ref, input_spec)
         source = input_spec.source

