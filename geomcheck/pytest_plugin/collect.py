@@ -5,22 +5,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 from geomcheck import option_values
 from geomcheck.capture.inputs import check_budget
 from geomcheck.errors import GeomcheckError, InputError, SpecError, SpecWarning
-from geomcheck.models.loader import LoadOptions, preflight, resolve
-from geomcheck.pytest_plugin.plugin import MODELS_KEY, SESSION_KEY, setting
-from geomcheck.runner import BaselineOptions, CheckResult, GeomSession
+from geomcheck.models.refs import LoadOptions, resolve
+from geomcheck.pytest_plugin.plugin import MODELS_KEY, SESSION_KEY, SETTINGS_KEY, setting
 from geomcheck.spec.schema import Check, Spec, load_spec
+
+if TYPE_CHECKING:  # torch, transformers and scikit-learn load when the first check runs, not at start-up
+    from geomcheck.runner import CheckResult, GeomSession
 
 T = TypeVar("T")
 
 
-def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
+@dataclass(frozen=True)
+class Settings:
+    """The checked options of one pytest run; the session itself (and its heavy imports) waits for the first check."""
+
+    load_options: LoadOptions
+    token_budget: int
+    baseline_root: Path | None  # None: --geom-no-baseline
+    update: bool
+    force: bool
+
+
+def build_settings(config: pytest.Config, models: list[str]) -> Settings:
     from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 
     config.stash[MODELS_KEY] = models
@@ -36,14 +49,24 @@ def build_session(config: pytest.Config, models: list[str]) -> GeomSession:
     budget = _checked(config, "geom_token_budget", option_values.positive_int, DEFAULT_TOKEN_BUDGET)
     if str(setting(config, "geom_report") or "").strip().lower() != "none":
         _checked(config, "geom_report", option_values.output_file, None)
-    baselines = None
+    root = None
     if not config.getoption("geom_no_baseline"):
         root = _checked(config, "geom_baseline_dir", option_values.output_folder, config.rootpath / "baselines")
-        baselines = BaselineOptions(root=root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
-                                    force=bool(config.getoption("geom_force_update")))
-    session = GeomSession(options, budget, baselines)
-    session.progress_opener = _terminal_opener(config)
-    return session
+    return Settings(options, budget, root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
+                    force=bool(config.getoption("geom_force_update")))
+
+
+def geom_session(config: pytest.Config) -> GeomSession:
+    """The run's GeomSession, created (importing torch and the measurement code) when the first check needs it."""
+    if SESSION_KEY not in config.stash:
+        from geomcheck.runner import BaselineOptions, GeomSession
+
+        settings = config.stash[SETTINGS_KEY]
+        baselines = None if settings.baseline_root is None else BaselineOptions(settings.baseline_root, settings.update, settings.force)
+        session = GeomSession(settings.load_options, settings.token_budget, baselines)
+        session.progress_opener = _terminal_opener(config)
+        config.stash[SESSION_KEY] = session
+    return config.stash[SESSION_KEY]
 
 
 def _terminal_opener(config: pytest.Config):
@@ -88,7 +111,7 @@ class SpecFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         for warning in spec.warnings:
             self.warn(SpecWarning(warning))
-        budget = self.config.stash[SESSION_KEY].token_budget
+        budget = self.config.stash[SETTINGS_KEY].token_budget
         for check in spec.checks:
             try:  # refused here, before any model loads
                 check_budget(check.effective_inputs(spec), context_length=None, budget=budget)
@@ -127,7 +150,10 @@ def _preflight(config: pytest.Config, model: str) -> _Unloadable | None:
     checked = config.stash.setdefault(PREFLIGHT_KEY, {})
     if model not in checked:
         try:
-            preflight(model, config.stash[SESSION_KEY].load_options)
+            ref = resolve(model)  # a misspelled alias or a missing path fails here, before torch is imported
+            from geomcheck.models.loader import preflight
+
+            preflight(ref, config.stash[SETTINGS_KEY].load_options)
             checked[model] = None
         except GeomcheckError as exc:
             checked[model] = _Unloadable(str(exc))
@@ -147,7 +173,7 @@ class CheckItem(pytest.Item):
         if self.model in failed:
             pytest.skip(f"model {self.model} could not be loaded; see the error at {failed[self.model]}")
         try:
-            self.config.stash[SESSION_KEY].model(self.model)
+            geom_session(self.config).model(self.model)
             return
         except GeomcheckError as exc:
             failed[self.model] = self.nodeid
@@ -156,7 +182,7 @@ class CheckItem(pytest.Item):
         pytest.fail(message, pytrace=self.config.getoption("verbose") > 0)
 
     def runtest(self) -> None:
-        result = self.config.stash[SESSION_KEY].run_check(self.spec, self.check, self.model)
+        result = geom_session(self.config).run_check(self.spec, self.check, self.model)
         outcome = result.outcome
         for name, value in outcome.properties():
             self.user_properties.append((name, value))

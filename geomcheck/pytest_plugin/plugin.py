@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other projects' runs stay fast
+    from geomcheck.pytest_plugin.collect import Settings  # noqa: F401  (named in the StashKey annotation)
     from geomcheck.runner import GeomSession  # noqa: F401  (named in the StashKey annotation)
 
-SESSION_KEY = pytest.StashKey["GeomSession"]()
+SESSION_KEY = pytest.StashKey["GeomSession"]()  # created when the first check runs (collect.geom_session)
+SETTINGS_KEY = pytest.StashKey["Settings"]()  # set at configure time whenever a model is named
 MODELS_KEY = pytest.StashKey[list[str]]()
 SPEC_PATHS_KEY = pytest.StashKey[list[Path]]()
 WRITTEN_KEY = pytest.StashKey[list[str]]()
@@ -68,9 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "dist", "no") == "load":
         # All checks of one model go to one xdist worker, so each model is loaded and captured once.
         config.option.dist = "loadgroup"
-    from geomcheck.pytest_plugin.collect import build_session
+    from geomcheck.pytest_plugin.collect import build_settings
 
-    config.stash[SESSION_KEY] = build_session(config, list(models))
+    config.stash[SETTINGS_KEY] = build_settings(config, list(models))
     spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
     config.stash[SPEC_PATHS_KEY] = [_resolved(p, "--geom-spec") for p in spec_paths]
     config.addinivalue_line("markers", "geomcheck: a geometry check generated from a spec file")
@@ -149,7 +151,7 @@ def is_spec_file(path: Path, spec_paths: list[Path]) -> bool:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if SESSION_KEY in parent.config.stash and is_spec_file(file_path, parent.config.stash[SPEC_PATHS_KEY]):
+    if SETTINGS_KEY in parent.config.stash and is_spec_file(file_path, parent.config.stash[SPEC_PATHS_KEY]):
         from geomcheck.pytest_plugin.collect import SpecFile
 
         return SpecFile.from_parent(parent, path=file_path)
