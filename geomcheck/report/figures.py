@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from geomcheck.capture.activations import Activations
-from geomcheck.capture.sites import Point, Site
+from geomcheck.capture.sites import Point
 from geomcheck.properties.base import Measurement
 from geomcheck.spec.layers import format_blocks
 from geomcheck.spec.schema import Check, Expectation
