@@ -43,9 +43,10 @@ PROBE = """<script>
                gl: el.querySelectorAll("canvas").length,
                bands: ((el.layout && el.layout.shapes) || []).filter(function (s) { return s.name === "pass band" || (s.type === "rect" && s.fillcolor === "#2e7d32"); })
                  .map(function (s) { return { yref: s.yref, y0: s.y0, y1: s.y1 }; }),
-               series: (el.data || []).filter(function (t) { return t.meta || (t.y && t.y.length <= 500); }).map(function (t) {
+               // _fullData holds the decoded values (data may still hold plotly's base64 typed-array spec).
+               series: (el._fullData || []).filter(function (t) { return t.meta || (t.y && t.y.length <= 500); }).map(function (t) {
                  return { name: t.name || null, type: t.type || "scatter", yaxis: t.yaxis || "y", meta: t.meta || null,
-                          y: t.y ? Array.prototype.slice.call(t.y) : [] }; }) };
+                          y: t.y && t.y.length !== undefined ? Array.prototype.slice.call(t.y) : [] }; }) };
     });
     var scripts = Array.prototype.map.call(document.scripts, function (s) { return s.type || "text/javascript"; });
     var tokens = Array.prototype.map.call(document.querySelectorAll(".tokens span"), function (s) { return s.textContent; });

@@ -72,4 +72,6 @@ def test_no_value_contradicts_its_band(rendered):
     banded = [figure for figure in result.figures if figure["bands"]]
     assert len(banded) >= 5  # every check's metric figure, and the overview panels
     assert any(series["meta"] and any(series["meta"].get("failing", [])) for figure in banded for series in figure["series"])
+    judged = [series for figure in banded for series in figure["series"] if series["meta"] and series["meta"].get("judged")]
+    assert all(len(series["y"]) == len(series["meta"]["failing"]) > 0 for series in judged)  # the values were read
     assert band_contradictions(result.figures) == []
