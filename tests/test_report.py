@@ -207,7 +207,7 @@ def test_each_property_has_its_plots(tags):
     titles = [a.get("aria-label", "") for tag, a in tags.starts if tag == "div" and "geom-figure" in a.get("class", "")]
     for expected in ("What the check measured: the probe in the top 8 PCs", "UMAP of the probe's space", "Norm by position",
                      "Position 0 vs the rest, by block", "Positions in their top principal components", "Components vs position",
-                     "Per-position means in PCA", "Variance share by block", "Norm by block", "Similarity to the reference position",
+                     "Per-position means in PCA", "Norm by block", "Similarity to the reference position",
                      "first_token: ratio (judged on its aggregate)", "Every check at a glance"):
         assert expected in titles, expected
 
