@@ -105,12 +105,14 @@ def standard_conditions(n_blocks: int, seed: int = 0) -> dict[Kind, list[Conditi
 
 def record(spec: Spec, loaded: LoadedModel, root: Path) -> Path:
     """Record the baseline of ``loaded`` on the spec's own inputs (input seed offset 0)."""
+    # Under the model's own name, so a spec's applies_to (e.g. specs/smollm2.yaml) sees what it is.
+    name = loaded.ref.text
     session = GeomSession(LoadOptions(seed=0), baselines=BaselineOptions(root=root, update=True, force=True, ci=False))
-    session.add_model("baseline", loaded)
+    session.add_model(name, loaded)
     for check in spec.checks:
-        session.run_check(spec, check, "baseline")
+        session.run_check(spec, check, name)
     session.finish()
-    return session.baseline_file(spec, "baseline")
+    return session.baseline_file(spec, name)
 
 
 def with_inputs(spec: Spec, inputs: Inputs) -> Spec:
@@ -133,17 +135,18 @@ def trial(spec: Spec, loaded: LoadedModel, baseline_file: Path, condition: Condi
     started = time.perf_counter()
     variant = condition.build(loaded)
     session = GeomSession(LoadOptions(seed=seed), baselines=None)
-    session.add_model("trial", variant)
+    name = variant.ref.text
+    session.add_model(name, variant)
     recorded = baseline.read(baseline_file)["checks"]
     alarms, fixed, tested = [], [], 0
     for check in spec.checks:
-        result = session.run_check(spec, check, "trial")
+        result = session.run_check(spec, check, name)
         if result.measurement is None:
             fixed.append(f"{check.id} ({result.outcome.status})")
             continue
-        if evaluate(check, result.measurement, model="trial").status != "passed":
+        if evaluate(check, result.measurement, model=name).status != "passed":
             fixed.append(check.id)
-        fingerprint = session.inputs_fingerprint(spec, check, "trial")
+        fingerprint = session.inputs_fingerprint(spec, check, name)
         verdict = baseline.against(check, properties.get(check.property), recorded[check.id], result.measurement, fingerprint)
         tested += verdict.tested
         if verdict.alarms:

@@ -58,7 +58,7 @@ class GeomSession:
     _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
     _not_recorded: dict[Path, list[str]] = field(default_factory=dict)
     used_baselines: dict[tuple[str, Path], Path | None] = field(default_factory=dict)
-    _measurements: dict[tuple, Measurement] = field(default_factory=dict)
+    _measurements: dict[tuple, tuple[Measurement, Measurement, Wanted]] = field(default_factory=dict)  # plain, with errors, errors for
     _fingerprints: dict[str, str] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
@@ -140,12 +140,17 @@ class GeomSession:
             return Outcome.skip(reason, check=check, model=ref), None
         # Two checks on different metrics of one measurement (probe accuracy and Fisher ratio) share it,
         # and its standard errors cover the metrics of every check that reads it.
+        # Checks of another spec may share the measurement but read other metrics: their errors are
+        # added then (the replicates rerun for the union), so no check is gated without its own.
         key = (ref, input_spec, check.property, check.params.model_dump_json(), layers)
-        if key not in self._measurements:
-            wanted = self._wanted(spec, check, input_spec)
-            measured = prop.measure(record.activations, check.params, layers)
-            self._measurements[key] = with_uncertainty(prop, record.activations, check.params, layers, measured, wanted)
-        measurement = self._measurements[key]
+        wanted = self._wanted(spec, check, input_spec)
+        plain, measurement, covered = self._measurements.get(key, (None, None, None))
+        if plain is None:
+            plain = prop.measure(record.activations, check.params, layers)
+        if covered is None or not (wanted.metrics <= covered.metrics and (covered.per_layer or not wanted.per_layer)):
+            covered = wanted if covered is None else Wanted(covered.metrics | wanted.metrics, covered.per_layer or wanted.per_layer)
+            measurement = with_uncertainty(prop, record.activations, check.params, layers, plain, covered)
+        self._measurements[key] = (plain, measurement, covered)
         outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
         if self.baselines is not None:
             outcome = self._against_baseline(spec, check, ref, measurement, outcome)

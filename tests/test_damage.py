@@ -21,6 +21,7 @@ from geomcheck.models.loader import LoadedModel, load
 from geomcheck.spec.schema import Spec, load_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "llama.yaml"
+SMOLLM2_SPEC = SPEC.with_name("smollm2.yaml")  # SmolLM2's own checks: the final norm's drop, repeated tokens
 SEQUENCES, TOKENS = 16, 128
 
 
@@ -82,7 +83,7 @@ def test_invalid_parameters_are_refused_before_any_copy(tiny, call, message):
 
 
 def test_reduce_inputs_caps_every_input_set():
-    spec = damage.reduce_inputs(load_spec(SPEC), 8, 64)
+    spec = damage.reduce_inputs(load_spec(SMOLLM2_SPEC), 8, 64)
     assert {(s.sequences, s.tokens) for s in (c.effective_inputs(spec) for c in spec.checks)} == {(8, 64)}
     assert {c.effective_inputs(spec).mode for c in spec.checks} == {"corpus", "repeated_token"}
 
@@ -134,3 +135,17 @@ def test_a_bfloat16_round_trip_on_the_baseline_s_own_inputs_is_paired_and_quiet(
     spec, path = recorded
     harmless = calibration.Condition("bf16", "harmless", calibration.round_trip(torch.bfloat16))
     assert calibration.trial(spec, smollm2, path, harmless, seed=0, label="seed 0").alarms == ()
+
+
+@real_model
+def test_a_removed_final_norm_is_caught_under_fresh_inputs_by_the_smollm2_spec(smollm2, tmp_path):
+    """The family spec has no bound on the final norm's own drop (it does not transfer to Qwen2.5);
+    SmolLM2's own spec has one, and its gated value alarms when the final norm is gone."""
+    spec = damage.reduce_inputs(load_spec(SMOLLM2_SPEC), SEQUENCES, TOKENS)
+    with threadpool_limits(2):
+        path = calibration.record(spec, smollm2, tmp_path)
+    removed = calibration.Condition("final norm removed", "damage", damage.remove_final_norm)
+    result = calibration.trial(spec, smollm2, path, removed, seed=1, label="seed 1")
+    assert "final_norm_drop" in result.alarms and "final_norm_drop" in result.fixed_failures
+    quiet = calibration.trial(spec, smollm2, path, calibration.Condition("unchanged", "unchanged", calibration.unchanged), seed=1, label="seed 1")
+    assert quiet.alarms == () and quiet.fixed_failures == ()

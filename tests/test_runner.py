@@ -38,3 +38,20 @@ def test_one_capture_per_model_and_input_set(tiny_dirs, tmp_path):
         session.run_check(spec, check, str(tiny_dirs["llama"]))
     modes = sorted(key[1].mode for key in session.captures())
     assert modes == ["corpus", "repeated_token"]
+
+
+def test_a_measurement_shared_across_specs_carries_errors_for_every_check_that_reads_it(tiny_dirs, tmp_path):
+    """Two specs read different metrics of one measurement (same property, layers, inputs): each check's
+    metric gets its own standard error, whichever spec ran first."""
+    growth = "name: {name}\ninputs: {{sequences: 16, tokens: 8}}\nchecks:\n  - {{id: c, property: layer_norm_growth, expect: {{metric: {metric}, min: 0.0}}}}\n"
+    (tmp_path / "a.yaml").write_text(growth.format(name="a", metric="late_growth"))
+    (tmp_path / "b.yaml").write_text(growth.format(name="b", metric="last_block_spike"))
+    first, second = load_spec(tmp_path / "a.yaml"), load_spec(tmp_path / "b.yaml")
+    session = GeomSession()
+    ref = str(tiny_dirs["llama"])
+    a = session.run_check(first, first.checks[0], ref).measurement
+    b = session.run_check(second, second.checks[0], ref).measurement
+    assert a.metrics["late_growth"].se is not None and a.metrics["last_block_spike"].se is None
+    assert b.metrics["late_growth"].se is not None and b.metrics["last_block_spike"].se is not None
+    assert b.metrics["last_block_spike"].aggregate == a.metrics["last_block_spike"].aggregate
+    assert len(session.captures()) == 1
