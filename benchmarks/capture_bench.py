@@ -38,6 +38,7 @@ from geomcheck.capture import inputs
 from geomcheck.models import loader as models
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+MALLOC = ["pinned"]  # this run's --malloc, handed to the memory probes' fresh processes
 
 
 def rss_bytes() -> int:
@@ -263,7 +264,8 @@ def measure(
 
 
 def memory_in_fresh_process(model: str, variant: str, sequences: int, tokens: int, batch_size: int) -> float:
-    command = [sys.executable, __file__, "--memory-probe", variant, "--model", model, "--sequences", str(sequences), "--tokens", str(tokens), "--batch-size", str(batch_size)]
+    command = [sys.executable, __file__, "--memory-probe", variant, "--model", model, "--sequences", str(sequences), "--tokens", str(tokens),
+               "--batch-size", str(batch_size), "--malloc", MALLOC[0]]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mb_above_model"])
 
@@ -324,12 +326,21 @@ def main() -> None:
     parser.add_argument("--suite", action="store_true", help="run every size and model of docs/performance.md")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: time with synchronisation and read the GPU "
                         "allocator's peak (e.g. --device cuda --model random-llama-1b --sequences 8 --tokens 1024)")
+    parser.add_argument("--malloc", choices=("pinned", "default"), default="pinned",
+                        help="pinned: glibc's thresholds as the geomcheck command pins them (geomcheck.capture.allocator); "
+                        "default: glibc's own, as in a Python process that does not set them")
     parser.add_argument("--memory-probe", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    MALLOC[0] = args.malloc
+    if args.malloc == "pinned":
+        from geomcheck.capture.allocator import pin_malloc_thresholds
+
+        pin_malloc_thresholds()
     torch.manual_seed(0)
     if args.memory_probe:
         return memory_probe(args)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, {available_bytes() / 2**30:.1f} GiB available")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{available_bytes() / 2**30:.1f} GiB available, malloc thresholds {args.malloc}")
     if args.suite:
         rows, loaded = [], {}
         usable = [v for v in ALL if v != "transformer_lens" or _has_transformer_lens()]

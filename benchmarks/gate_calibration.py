@@ -112,9 +112,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=None, help="cap every input set at this many tokens")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "gate_calibration.json")
     parser.add_argument("--restart", action="store_true", help="ignore results of an earlier run")
+    parser.add_argument("--spec", type=Path, default=SPEC, help="the spec whose gate is calibrated (default: specs/llama.yaml)")
     args = parser.parse_args()
 
-    spec = load_spec(SPEC)
+    spec = load_spec(args.spec)
     if args.sequences or args.tokens:
         spec = damage.reduce_inputs(spec, args.sequences or 1_000_000, args.tokens or 1_000_000)
     loaded = load("smollm2-135m")
@@ -141,7 +142,7 @@ def main() -> None:
             print(f"[{number}/{len(plan)}] {condition.name} @ {label}: alarms {list(result.alarms) or 'none'} "
                   f"({result.values_tested} values, {result.seconds:.0f} s)", flush=True)
             args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps({"spec": str(SPEC.relative_to(ROOT)), "trials": as_json(trials)}, indent=1))
+            args.results.write_text(json.dumps({"spec": str(args.spec), "trials": as_json(trials)}, indent=1))
     print()
     print(rates(trials))
 

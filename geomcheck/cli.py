@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in MEASURING:
+        from geomcheck.capture.allocator import pin_malloc_thresholds
+
+        pin_malloc_thresholds()  # this process only; see geomcheck.capture.allocator
     try:
         return COMMANDS[args.command](args)
     except GeomcheckError as exc:
@@ -317,6 +321,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
 COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run, "compare": cmd_compare,
             "trajectory": cmd_trajectory}
+MEASURING = frozenset({"capture", "run", "compare", "trajectory"})  # commands that run forward passes
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -68,12 +68,34 @@ def _batch(loaded, sequences=5, tokens=16):
                               vocab_size=int(loaded.model.config.vocab_size))
 
 
-def test_hooks_never_read_tensors_on_the_host(tiny, no_host_reads_in_hooks):
+@pytest.fixture
+def accelerator_path(monkeypatch):
+    """Take the path capture takes on a GPU (queue in the hook, one host copy per batch) on the CPU."""
+    monkeypatch.setattr(hooks, "folds_in_hook", lambda device: False)
+
+
+def test_hooks_never_read_tensors_on_the_host(tiny, accelerator_path, no_host_reads_in_hooks):
     acts = capture(tiny, _batch(tiny), CapturePlan(batch_size=2, samples=20))
     assert acts.sites and all(stats.norms.min() > 0 for stats in acts.sites.values())
 
 
-def test_the_guard_catches_a_host_read(tiny, no_host_reads_in_hooks, monkeypatch):
+def test_folding_in_the_hook_on_the_cpu_gives_the_queued_path_s_numbers(tiny, monkeypatch):
+    plan = CapturePlan(batch_size=2, samples=20)
+    folded = capture(tiny, _batch(tiny), plan)
+    monkeypatch.setattr(hooks, "folds_in_hook", lambda device: False)
+    queued = capture(tiny, _batch(tiny), plan)
+    assert folded.sites.keys() == queued.sites.keys()
+    for site, stats in folded.sites.items():
+        other = queued.sites[site]
+        assert np.array_equal(stats.norms, other.norms) and np.array_equal(stats.group_max_abs, other.group_max_abs)
+        assert (stats.samples is None) == (other.samples is None)
+        if stats.samples is not None:
+            assert np.array_equal(stats.samples, other.samples)
+        if stats.group_position_sum is not None:
+            assert np.array_equal(stats.group_position_sum, other.group_position_sum)
+
+
+def test_the_guard_catches_a_host_read(tiny, accelerator_path, no_host_reads_in_hooks, monkeypatch):
     original = hooks._Reducer.update
 
     def leaky(self, x):
@@ -81,7 +103,7 @@ def test_the_guard_catches_a_host_read(tiny, no_host_reads_in_hooks, monkeypatch
         float(x.sum())  # what the old reducers did per site and batch
 
     monkeypatch.setattr(hooks._Reducer, "update", leaky)
-    with pytest.raises(HostReadInHook):
+    with pytest.raises(HostReadInHook, match="__float__"):
         capture(tiny, _batch(tiny), CapturePlan(batch_size=2, samples=20))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser_check import find_chromium, open_report
+from browser_check import band_contradictions, find_chromium, open_report
 from tiny import save_tiny, word_tokenizer
 from transformers import AutoModelForCausalLM, LlamaForCausalLM, Trainer, TrainingArguments, default_data_collator
 
@@ -119,6 +119,8 @@ def test_the_report_renders_in_chromium_without_errors(first_run):
     assert result.summary["pageRendered"] == "true"
     assert len(result.figures) >= 3  # two metric-against-step plots and the per-block heat map
     assert all(f["rendered"] and f["error"] is None and f["traces"] >= 1 for f in result.figures)
+    # Pass bands only behind judged values, and every judged point on the side of the band its verdict says.
+    assert band_contradictions(result.summary["figures"]) == []
 
 
 # --- the Trainer callback ---------------------------------------------------------------------------------------

@@ -86,10 +86,11 @@ def sample_index(n_seq: int, length: int, count: int, seed: int, skip_first: int
 class _Reducer:
     """Streams one site's activations into SiteStats.
 
-    Inside the hook everything stays a tensor on the activation's device: nothing is copied to the
-    host and nothing is compared on the host, because either would make a GPU wait in the middle
-    of the forward pass. The batch's small results queue in ``pending`` and reach the host once per
-    batch, for every site together (``flush_to_host``).
+    On an accelerator, everything inside the hook stays a tensor on the activation's device: nothing
+    is copied to the host and nothing is compared on the host, because either would make the device
+    wait in the middle of the forward pass. The batch's small results queue in ``pending`` and reach
+    the host once per batch, for every site together (``flush_to_host``). On the CPU the results are
+    host memory already and are folded in at once, so nothing is held until the batch ends.
     """
 
     def __init__(self, stats: SiteStats, index: np.ndarray, groups: np.ndarray) -> None:
@@ -115,33 +116,33 @@ class _Reducer:
                                   torch.from_numpy(self.index[self.sample_rows, 1]))
 
     def update(self, x: torch.Tensor) -> None:
+        """Inside the hook: as few reductions as give every statistic (each is a pass over the batch)."""
         x = x.detach()
         if x.dtype != torch.float32:
             x = x.float()
         if x.shape[0] == 1 and self.rows.stop - self.rows.start > 1:
             x = x.expand(self.rows.stop - self.rows.start, -1, -1)  # shared position embeddings
-        norms = torch.linalg.vector_norm(x, dim=-1)
-        # Tokens whose vector holds NaN/inf show as non-finite norms; counted on the host after the batch.
-        self.pending.append(("nonfinite", 0, (~torch.isfinite(norms)).sum()))
-        self.pending.append(("norms", 0, norms))
-        # Per sequence group (contiguous rows), so the jackknife can leave a group out later.
-        # max |x| as max(amax, -amin): two reductions, no temporary the size of x.
-        for group, lo, hi in self.spans:
-            part = x[lo:hi]
-            self.pending.append(("peak", group, torch.maximum(part.amax(dim=(0, 2)), part.amin(dim=(0, 2)).neg())))
-            if self.stats.group_position_sum is not None:
-                self.pending.append(("sum", group, part.sum(dim=0)))
+        pending = self.pending
+        # Per token: its norm, and its largest |component| as max(amax, -amin) over the contiguous last
+        # axis (two cheap reductions, no temporary the size of x). The per-group maxima and the NaN/inf
+        # count are taken from these on the host, after the batch.
+        pending.append(("norms", 0, torch.linalg.vector_norm(x, dim=-1)))
+        pending.append(("peak", 0, torch.maximum(x.amax(dim=-1), x.amin(dim=-1).neg())))
+        if self.stats.group_position_sum is not None:
+            # Per sequence group (contiguous rows), so the jackknife can leave a group out later.
+            for group, lo, hi in self.spans:
+                pending.append(("sum", group, x[lo:hi].sum(dim=0)))
         if self.sample_at is not None:
             if self.sample_at[0].device != x.device:
                 self.sample_at = (self.sample_at[0].to(x.device), self.sample_at[1].to(x.device))
-            self.pending.append(("samples", 0, x[self.sample_at]))
+            pending.append(("samples", 0, x[self.sample_at]))
+        if folds_in_hook(x.device):
+            self.absorb([tensor.numpy() for _, _, tensor in pending])
 
     def absorb(self, results: list[np.ndarray]) -> None:
         """Fold this batch's host copies (in ``pending`` order) into the statistics."""
-        bad = 0
-        for (kind, _, _), value in zip(self.pending, results):
-            if kind == "nonfinite":
-                bad = int(value)
+        # Tokens whose vector holds NaN/inf show as non-finite norms.
+        bad = sum(int(np.count_nonzero(~np.isfinite(value))) for (kind, _, _), value in zip(self.pending, results) if kind == "norms")
         self.stats.nonfinite += bad
         for (kind, group, _), value in zip(self.pending, results):
             if bad:  # the site is invalid anyway; keep its statistics finite for the report
@@ -149,12 +150,20 @@ class _Reducer:
             if kind == "norms":
                 self.stats.norms[self.rows] = value
             elif kind == "peak":
-                np.maximum(self.stats.group_max_abs[group], value, out=self.stats.group_max_abs[group])
+                for span_group, lo, hi in self.spans:
+                    peaks = self.stats.group_max_abs[span_group]
+                    np.maximum(peaks, value[lo:hi].max(axis=0), out=peaks)
             elif kind == "sum":
                 self.stats.group_position_sum[group] += value
             elif kind == "samples":
                 self.stats.samples[self.sample_rows] = value
         self.pending = []
+
+
+def folds_in_hook(device: torch.device) -> bool:
+    """Whether a reducer folds its results in inside the hook: on the CPU there is no transfer to wait
+    for, and folding at once keeps the batch's samples from being held twice until the batch ends."""
+    return device.type == "cpu"
 
 
 def flush_to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from geomcheck.report import write_atomically
-from geomcheck.report.figures import FAIL_COLOUR, PASS_COLOUR, Figure, _figure, shade_pass_band
+from geomcheck.report.figures import FAIL_COLOUR, NOT_JUDGED, PASS_COLOUR, Figure, _figure, judged, shade_pass_band
 from geomcheck.report.html import PLOT_CONFIG, FigureBlock, _environment, _Figures, _versions, script_json
 from geomcheck.spec.schema import Check
 from geomcheck.trajectory.discover import Checkpoint
@@ -171,15 +171,20 @@ def _metric_figure(check: Check, records: Sequence[CheckpointRecord], points: Se
             values += [y for y in ys if y is not None and math.isfinite(y)]
             fig.add_trace(go.Scatter(x=x, y=ys, mode="lines+markers", name=name, text=hover,
                                      line={"dash": "solid" if name == "median" else "dot", "color": LINE_COLOUR},
-                                     marker={"color": colours, "size": 8 if name == "median" else 5}))
-        caption = "Per-block check: the lowest, median and highest block at each checkpoint. "
+                                     marker={"color": colours, "size": 8 if name == "median" else 5}, meta=NOT_JUDGED))
+        # No band here: the verdict is on the share of blocks inside it, which no single line shows.
+        mostly = f" in at least {expect.mostly:.0%} of the blocks" if expect.mostly else " in every block"
+        caption = (f"Per-block check: the lowest, median and highest block at each checkpoint. A checkpoint passes when the "
+                   f"metric is {expect.condition()}{mostly} (the heat map shows each block). Red markers: checkpoints that fail.")
+        return Figure(f"trajectory-{check.id}", title, caption, fig) if values else None
     else:
         ys = [p.value if p is not None else None for p in points]
         errors = [p.se if p is not None and p.se is not None else 0.0 for p in points]
         values += [y for y in ys if y is not None and math.isfinite(y)]
         fig.add_trace(go.Scatter(x=x, y=ys, mode="lines+markers", name=check.metric, text=hover,
                                  error_y={"type": "data", "array": errors, "visible": True, "color": "#9e9e9e"},
-                                 line={"color": LINE_COLOUR}, marker={"color": colours, "size": 9}))
+                                 line={"color": LINE_COLOUR}, marker={"color": colours, "size": 9},
+                                 meta=judged([p is not None and p.status == "failed" for p in points])))
         caption = "Error bars: ±1 jackknife standard error over input sequence groups, where measured. "
     if not values:
         return None
