@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -147,9 +148,16 @@ class GeomSession:
         plain, measurement, covered = self._measurements.get(key, (None, None, None))
         if plain is None:
             plain = prop.measure(record.activations, check.params, layers)
-        if covered is None or not (wanted.metrics <= covered.metrics and (covered.per_layer or not wanted.per_layer)):
-            covered = wanted if covered is None else Wanted(covered.metrics | wanted.metrics, covered.per_layer or wanted.per_layer)
-            measurement = with_uncertainty(prop, record.activations, check.params, layers, plain, covered)
+        if covered is None:
+            covered = wanted
+            measurement = with_uncertainty(prop, record.activations, check.params, layers, plain, wanted)
+        elif not (wanted.metrics <= covered.metrics and (covered.per_layer or not wanted.per_layer)):
+            # Replicates for the missing metrics only; the errors already attached are kept as they are.
+            missing = wanted.metrics if wanted.per_layer and not covered.per_layer else wanted.metrics - covered.metrics
+            extra = with_uncertainty(prop, record.activations, check.params, layers, plain, Wanted(missing, wanted.per_layer))
+            measurement = replace(measurement, metrics=MappingProxyType({
+                name: extra.metrics[name] if name in missing else metric for name, metric in measurement.metrics.items()}))
+            covered = Wanted(covered.metrics | wanted.metrics, covered.per_layer or wanted.per_layer)
         self._measurements[key] = (plain, measurement, covered)
         outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
         if self.baselines is not None:

@@ -54,4 +54,5 @@ def test_a_measurement_shared_across_specs_carries_errors_for_every_check_that_r
     assert a.metrics["late_growth"].se is not None and a.metrics["last_block_spike"].se is None
     assert b.metrics["late_growth"].se is not None and b.metrics["last_block_spike"].se is not None
     assert b.metrics["last_block_spike"].aggregate == a.metrics["last_block_spike"].aggregate
+    assert b.metrics["late_growth"].se == a.metrics["late_growth"].se  # kept, not re-estimated
     assert len(session.captures()) == 1

@@ -8,6 +8,7 @@ text a model or tokenizer supplied reaches plotly HTML-escaped (plotly reads tag
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import warnings
@@ -26,6 +27,7 @@ from geomcheck.spec.schema import Check, Expectation
 
 MAX_POINTS = 10_000
 MAX_UMAP_POINTS = 2_000
+_UMAP_MEMO: dict[tuple, np.ndarray] = {}  # the last embedding, by the points' content and seed
 MAX_TOKEN_CHARS = 40
 PASS_COLOUR, FAIL_COLOUR = "#2e7d32", "#c62828"
 ATTN_COLOUR, MLP_COLOUR = "#1f77b4", "#ff7f0e"
@@ -406,12 +408,20 @@ def _separation_umap(z: np.ndarray, labels: np.ndarray, hover: list[str], shown:
         return None
     from sklearn.metrics.pairwise import euclidean_distances
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Distances computed up front: umap's own small-data path calls its metric once per pair in Python.
-        distances = euclidean_distances(z[rows])
-        reducer = umap.UMAP(n_neighbors=min(15, len(rows) - 1), min_dist=0.1, metric="precomputed", random_state=seed, n_epochs=200)
-        embedded = reducer.fit_transform(distances)
+    points = np.ascontiguousarray(z[rows])
+    key = (hashlib.blake2b(points.tobytes(), digest_size=16).hexdigest(), points.shape, seed)
+    embedded = _UMAP_MEMO.get(key)
+    if embedded is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Distances computed up front: umap's own small-data path calls its metric once per pair in Python.
+            distances = euclidean_distances(points)
+            reducer = umap.UMAP(n_neighbors=min(15, len(rows) - 1), min_dist=0.1, metric="precomputed", random_state=seed, n_epochs=200)
+            embedded = reducer.fit_transform(distances)
+        # Two reports drawing one shared measurement (decoder.yaml's separation and llama.yaml's Fisher
+        # ratio read the same probe) embed the same points: once per process is enough.
+        _UMAP_MEMO.clear()
+        _UMAP_MEMO[key] = embedded
     fig = _figure(f"attn_out vs mlp_out, UMAP of the top {z.shape[1]} PCs", "UMAP 1", "UMAP 2", height=520)
     _site_scatter(fig, embedded, labels[rows], [hover[i] for i in picks])
     return Figure("separation-umap", "UMAP of the probe's space", (
