@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", default=None, type=_typed(option_values.output_file),
                      help="HTML report path (default reports/MODEL-SPEC.html)")
     run.add_argument("--no-report", action="store_true", help="write no HTML report")
+    run.add_argument("--umap", action="store_true", help="add a UMAP view of the attention/MLP separation to the report "
+                     "(about 10 s more per run: numba compiles it)")
     run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
     run.add_argument("--update", action="store_true",
                      help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
@@ -282,6 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs=tuple(args.specs or ["specs"]),
         report=None if args.no_report else args.report,
         write_report=not args.no_report,
+        umap=args.umap,
         load=_load_options(args),
         token_budget=args.token_budget,
         baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update, force=args.force_update),

@@ -268,6 +268,7 @@ class RunOptions:
     specs: tuple[str, ...] = ("specs",)
     report: str | None = None
     write_report: bool = True
+    umap: bool = False
     load: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int | None = None
     baselines: BaselineOptions | None = None
@@ -303,7 +304,7 @@ def run_cli(options: RunOptions) -> int:
         from geomcheck.report import write_reports
 
         try:
-            written = write_reports(session, options.report)
+            written = write_reports(session, options.report, umap=options.umap)
         except OSError as exc:
             print(f"geomcheck: error: cannot write the report: {exc.strerror or exc} ({exc.filename or options.report})", file=sys.stderr)
             return 3

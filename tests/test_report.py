@@ -112,7 +112,7 @@ def fixture_session(tmp_path_factory) -> GeomSession:
 
 @pytest.fixture(scope="module")
 def report(fixture_session, tmp_path_factory) -> Path:
-    (path,) = write_reports(fixture_session, str(tmp_path_factory.mktemp("report") / "tiny.html"))
+    (path,) = write_reports(fixture_session, str(tmp_path_factory.mktemp("report") / "tiny.html"), umap=True)
     return path
 
 
@@ -210,6 +210,13 @@ def test_each_property_has_its_plots(tags):
                      "Per-position means in PCA", "Norm by block", "Similarity to the reference position",
                      "first_token: ratio (judged on its aggregate)", "Every check at a glance"):
         assert expected in titles, expected
+
+
+def test_the_umap_view_is_drawn_only_on_request(fixture_session, tmp_path):
+    (path,) = write_reports(fixture_session, str(tmp_path / "plain.html"))
+    text = path.read_text(encoding="utf-8")
+    assert "What the check measured: the probe in the top 8 PCs" in text
+    assert "UMAP of the probe" not in text
 
 
 def test_figures_stay_small(tags):

@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action = "append" if kind == "paths" else "store"
         group.addoption(option, action=action, dest=dest, default=None, help=text)
         parser.addini(dest, type="linelist" if kind == "paths" else "string", help=text)
+    group.addoption("--geom-umap", action="store_true", dest="geom_umap", default=False,
+                    help="add a UMAP view of the attention/MLP separation to the report (about 10 s more: numba compiles it)")
+    parser.addini("geom_umap", type="bool", default=False, help="like --geom-umap")
     group.addoption("--geom-allow-pickle", action="store_true", dest="geom_allow_pickle", default=False,
                     help="allow pickle-based checkpoints (.bin/.pt), loaded with weights_only=True")
     group.addoption("--geom-update", action="store_true", dest="geom_update", default=False,

@@ -24,7 +24,8 @@ class ReportWriter:
             return
         from geomcheck.report import write_reports
 
-        self.paths = [str(p) for p in write_reports(geom, setting(self.config, "geom_report"))]
+        umap = bool(self.config.getoption("geom_umap") or self.config.getini("geom_umap"))
+        self.paths = [str(p) for p in write_reports(geom, setting(self.config, "geom_report"), umap=umap)]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         for path in self.paths:

@@ -90,10 +90,11 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(session: SessionView, report: str | None) -> list[Path]:
+def write_reports(session: SessionView, report: str | None, *, umap: bool = False) -> list[Path]:
     """Write one HTML report per (model, spec) in ``session.results``; returns the paths written.
 
-    ``report`` is a file or folder (see ``report_paths``); ``"none"`` writes nothing.
+    ``report`` is a file or folder (see ``report_paths``); ``"none"`` writes nothing. ``umap`` adds the UMAP
+    view of the attention/MLP separation (off by default: numba compiles it for about 10 s per process).
     """
     if report is not None and str(report).strip().lower() == DISABLED:
         return []
@@ -106,7 +107,7 @@ def write_reports(session: SessionView, report: str | None) -> list[Path]:
         results: Sequence[CheckResult] = pairs[pair]
         if all(result.outcome.status == "skipped" for result in results):
             continue  # a spec that does not apply to this model: the run says why; an empty page would not
-        write_atomically(path, render_report(session, model, results[0].spec, results))
+        write_atomically(path, render_report(session, model, results[0].spec, results, umap=umap))
         written.append(path)
     return written
 

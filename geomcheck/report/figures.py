@@ -88,6 +88,7 @@ class FigureInput:
     activations: Activations | None
     tokens: TokenText | None
     seed: int = 0
+    umap: bool = False  # the UMAP view of the separation: about 10 s of numba compilation per process, so on request
 
 
 # ---------------------------------------------------------------- helpers
@@ -378,7 +379,7 @@ def separation_figures(data: FigureInput) -> list[Figure]:
     fig.add_vline(x=0, line={"color": "#424242", "dash": "dash", "width": 1})
     figures.append(Figure("separation-decisions", "Probe decisions by site",
                           "Two humps on either side of zero: the sites separate in the probe's space; one shared hump: they do not.", fig))
-    umap_figure = _separation_umap(z, labels, hover, rows, rng, data.seed)
+    umap_figure = _separation_umap(z, labels, hover, rows, rng, data.seed) if data.umap else None
     if umap_figure is not None:
         figures.append(umap_figure)
     per_layer = data.measurement.metrics.get("fisher_ratio")

@@ -138,12 +138,12 @@ class _Figures:
         return block
 
 
-def render_report(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult]) -> str:
+def render_report(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult], *, umap: bool = False) -> str:
     """The full HTML text of one (model, spec) report."""
     loaded = session.models().get(model)
     captures = session.captures()
     figures = _Figures()
-    sections = [_section(session, model, spec, prop, [r for r in results if r.check.property == prop], captures, figures, loaded)
+    sections = [_section(session, model, spec, prop, [r for r in results if r.check.property == prop], captures, figures, loaded, umap)
                 for prop in dict.fromkeys(r.check.property for r in results)]
     rows = [row for section in sections for row in section.checks]
     overview = overview_figure([Verdict(r.check, r.measurement, r.outcome.failing_layers, r.outcome.status) for r in results])
@@ -194,7 +194,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _section(session: SessionView, model: str, spec: Spec, prop: str, results: Sequence[CheckResult],
-             captures: Captures, figures: _Figures, loaded: LoadedModel | None) -> Section:
+             captures: Captures, figures: _Figures, loaded: LoadedModel | None, umap: bool = False) -> Section:
     definition = properties.REGISTRY.get(prop)
     checks = tuple(_row(result) for result in results)
     groups, notes = [], []
@@ -213,7 +213,7 @@ def _section(session: SessionView, model: str, spec: Spec, prop: str, results: S
             notes.append("the captured activations were not kept, so only plots from the measurement are shown")
         checked = [f for r in group if (f := metric_figure(r.check, r.measurement, r.outcome.failing_layers)) is not None]
         # A property plot of a metric some check here already plots by block would show the same numbers twice.
-        own = [f for f in property_figures(FigureInput(group[0].measurement, acts, tokens, input_spec.seed))
+        own = [f for f in property_figures(FigureInput(group[0].measurement, acts, tokens, input_spec.seed, umap))
                if f.metric is None or f.metric not in {r.check.metric for r in group}]
         built = [f for f in [*own, *checked] if _first_sight(f, seen)]
         label = None if len(measured) == 1 else f"checks {', '.join(r.check.id for r in group)} ({format_blocks(group[0].measurement.layers)})"
