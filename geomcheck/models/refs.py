@@ -7,14 +7,13 @@ before any heavy import (pytest start-up with a bad --geom-model takes a few sec
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from geomcheck.errors import ModelLoadError
-from geomcheck.models.split_gguf import PackagePart, SplitGGUF
+from geomcheck.models.split_gguf import PackagePart, SplitGGUF, file_in_package
 from geomcheck.paths import safe_component
 
 RANDOM_PREFIX = "random:"
@@ -30,11 +29,7 @@ class PackagedGGUF:
     install: str
 
     def locate(self) -> Path | None:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(list(spec.submodule_search_locations)[0]) / self.filename
-        return path if path.is_file() else None
+        return file_in_package(self.package, self.filename)
 
     def installed(self) -> bool:
         return self.locate() is not None

@@ -22,6 +22,16 @@ CHUNK = 1 << 22
 SUBDIR = "packaged"
 
 
+def file_in_package(package: str, relative: str) -> Path | None:
+    """A file shipped inside an installed package, found without importing the package (an import may pull
+    heavy dependencies, e.g. llama.cpp); None when the package or the file is missing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    return path if path.is_file() else None
+
+
 @dataclass(frozen=True)
 class PackagePart:
     """One wheel's share of the file: the package (import name) and the file's path inside it."""
@@ -30,11 +40,7 @@ class PackagePart:
     path: str
 
     def locate(self) -> Path | None:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(list(spec.submodule_search_locations)[0]) / self.path
-        return path if path.is_file() else None
+        return file_in_package(self.package, self.path)
 
 
 @dataclass(frozen=True)
