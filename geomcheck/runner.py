@@ -141,8 +141,8 @@ class GeomSession:
             return Outcome.skip(reason, check=check, model=ref), None
         # Two checks on different metrics of one measurement (probe accuracy and Fisher ratio) share it,
         # and its standard errors cover the metrics of every check that reads it.
-        # Checks of another spec may share the measurement but read other metrics: their errors are
-        # added then (the replicates rerun for the union), so no check is gated without its own.
+        # Checks of another spec may share the measurement but read other metrics: replicates for those
+        # metrics are added then, so no check is gated without its own error.
         key = (ref, input_spec, check.property, check.params.model_dump_json(), layers)
         wanted = self._wanted(spec, check, input_spec)
         plain, measurement, covered = self._measurements.get(key, (None, None, None))
@@ -153,7 +153,9 @@ class GeomSession:
             measurement = with_uncertainty(prop, record.activations, check.params, layers, plain, wanted)
         elif not (wanted.metrics <= covered.metrics and (covered.per_layer or not wanted.per_layer)):
             # Replicates for the missing metrics only; the errors already attached are kept as they are.
-            missing = wanted.metrics if wanted.per_layer and not covered.per_layer else wanted.metrics - covered.metrics
+            # Per-block errors newly needed: every covered metric gets them, since ``covered`` will say so.
+            upgrade = wanted.per_layer and not covered.per_layer
+            missing = covered.metrics | wanted.metrics if upgrade else wanted.metrics - covered.metrics
             extra = with_uncertainty(prop, record.activations, check.params, layers, plain, Wanted(missing, wanted.per_layer))
             measurement = replace(measurement, metrics=MappingProxyType({
                 name: extra.metrics[name] if name in missing else metric for name, metric in measurement.metrics.items()}))

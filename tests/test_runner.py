@@ -56,3 +56,17 @@ def test_a_measurement_shared_across_specs_carries_errors_for_every_check_that_r
     assert b.metrics["last_block_spike"].aggregate == a.metrics["last_block_spike"].aggregate
     assert b.metrics["late_growth"].se == a.metrics["late_growth"].se  # kept, not re-estimated
     assert len(session.captures()) == 1
+
+
+def test_a_later_per_block_check_gets_per_block_errors_for_every_metric_the_measurement_covers(tiny_dirs, tmp_path):
+    first = "name: a\ninputs: {sequences: 16, tokens: 8}\nchecks:\n  - {id: c, property: first_position_norm, expect: {metric: max_abs_ratio, min: 0.0}}\n"
+    second = "name: b\ninputs: {sequences: 16, tokens: 8}\nchecks:\n  - {id: c, property: first_position_norm, expect: {on: per_layer, min: 0.0}}\n"
+    (tmp_path / "a.yaml").write_text(first)
+    (tmp_path / "b.yaml").write_text(second)
+    a_spec, b_spec = load_spec(tmp_path / "a.yaml"), load_spec(tmp_path / "b.yaml")
+    session = GeomSession()
+    ref = str(tiny_dirs["llama"])
+    a = session.run_check(a_spec, a_spec.checks[0], ref).measurement
+    assert a.metrics["max_abs_ratio"].se is not None and not a.metrics["max_abs_ratio"].per_layer_se
+    b = session.run_check(b_spec, b_spec.checks[0], ref).measurement
+    assert b.metrics["ratio"].per_layer_se and b.metrics["max_abs_ratio"].per_layer_se
