@@ -5,7 +5,7 @@
     python benchmarks/capture_bench.py --model random-gpt2-small --sequences 8 --tokens 1024
 
 Variants: ``floor`` (base model forward, no hooks), ``geomcheck`` (all sites, default reducers,
-verification on), ``naive`` (keep every site of every token in fp32, then concatenate: the research
+verification on; ``geomcheck_no_means`` and ``geomcheck_norms`` drop reducers to show what each costs), ``naive`` (keep every site of every token in fp32, then concatenate: the research
 code's way), ``transformer_lens`` (TransformerBridge.run_with_cache, when transformer-lens is
 installed).
 
@@ -126,6 +126,16 @@ def run_geomcheck(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: 
     capture.capture(lm, batch, capture.CapturePlan(batch_size=batch_size, progress=False))
 
 
+def run_geomcheck_no_means(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int) -> None:
+    """Without per-group position means: what the decoder.yaml and llama.yaml checks read (norms, samples)."""
+    capture.capture(lm, batch, capture.CapturePlan(batch_size=batch_size, progress=False, position_means=()))
+
+
+def run_geomcheck_norms(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int) -> None:
+    """Norms and peaks only, verification on: the hooks' fixed cost."""
+    capture.capture(lm, batch, capture.CapturePlan(batch_size=batch_size, progress=False, position_means=(), sampled=()))
+
+
 def run_naive(lm: models.LoadedModel, batch: inputs.TokenBatch, batch_size: int) -> None:
     """Every site of every token kept in fp32 and concatenated at the end."""
     table = lm.table
@@ -176,6 +186,8 @@ def _has_transformer_lens() -> bool:
 VARIANTS: dict[str, Callable] = {
     "floor": run_floor,
     "geomcheck": run_geomcheck,
+    "geomcheck_no_means": run_geomcheck_no_means,
+    "geomcheck_norms": run_geomcheck_norms,
     "naive": run_naive,
     "transformer_lens": run_transformer_lens,
 }
@@ -222,8 +234,7 @@ def measure(
     for _ in range(repeats):
         for variant in timed:
             gc.collect()
-            if on_gpu:
-                torch.cuda.empty_cache()
+            if on_gpu:  # no empty_cache: a fresh cudaMalloc in the timed region would bill the allocator, not the variant
                 torch.cuda.reset_peak_memory_stats(lm.input_device)
                 resting = torch.cuda.memory_allocated(lm.input_device)
             synchronise(lm)
@@ -251,7 +262,8 @@ def measure(
         peak = peaks.get(variant)
         rows.append({
             "model": lm.ref.text, "sequences": sequences, "tokens": tokens, "variant": variant, "repeats": repeats if seconds else 0,
-            "seconds": None if seconds is None else round(seconds, 2),
+            "seconds": None if seconds is None else round(seconds, 4),
+            "all_seconds": [round(t, 4) for t in times.get(variant, [])],
             "time_vs_floor": None if seconds is None or floor_time is None else round(seconds / floor_time, 3),
             "device": str(lm.input_device),
             "peak_mb_above_model": peak,
@@ -329,6 +341,8 @@ def main() -> None:
     parser.add_argument("--malloc", choices=("pinned", "default"), default="pinned",
                         help="pinned: glibc's thresholds as the geomcheck command pins them (geomcheck.capture.allocator); "
                         "default: glibc's own, as in a Python process that does not set them")
+    parser.add_argument("--profile", choices=list(VARIANTS), help="after timing, profile one run of this variant "
+                        "(torch.profiler) and print the operators that took the most device (or CPU) time")
     parser.add_argument("--memory-probe", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     MALLOC[0] = args.malloc
@@ -364,6 +378,23 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)
+    if args.profile:
+        profile(lm, token_ids(lm, args.sequences[-1], args.tokens), args.profile, args.batch_size)
+
+
+def profile(lm: models.LoadedModel, batch: inputs.TokenBatch, variant: str, batch_size: int) -> None:
+    """Where one run of ``variant`` spends its time, by operator: the profile behind the ratios."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    on_gpu = lm.input_device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    VARIANTS[variant](lm, batch, batch_size)  # warm
+    synchronise(lm)
+    with torch_profile(activities=activities) as prof:
+        VARIANTS[variant](lm, batch, batch_size)
+        synchronise(lm)
+    key = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
 
 
 if __name__ == "__main__":

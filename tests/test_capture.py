@@ -87,6 +87,48 @@ def test_a_broken_component_fails_verification_naming_the_block(tiny_dirs):
     assert info.value.rms_error > 1e-5 and mlp is not None
 
 
+def test_hidden_states_check_runs_once_per_model_and_table(tiny_dirs):
+    """The pass compared with hidden_states proves the table's mapping; weights and inputs do not change it."""
+    from dataclasses import replace
+
+    lm = models.load(str(tiny_dirs["llama"]))
+    asked = []
+    forward = lm.base.forward
+    lm.base.forward = lambda *args, **kwargs: asked.append(kwargs.get("output_hidden_states", False)) or forward(*args, **kwargs)
+    plan = capture.CapturePlan(batch_size=2, samples=20)
+    capture.capture(lm, batch_for(lm), plan)
+    assert asked == [True, False, False, False]  # the short check, then three batches without hidden states
+    asked.clear()
+    capture.capture(lm, batch_for(lm, seed=1), plan)
+    assert asked == [False, False, False]
+    asked.clear()
+    capture.capture(replace(lm, table=replace(lm.table, note="a second table")), batch_for(lm), plan)
+    assert asked == [True, False, False, False]
+
+
+def test_hidden_states_check_catches_a_table_that_reads_the_wrong_block_output(tiny_dirs):
+    """A table whose every hook agrees with itself but whose 'blocks' are not the ones transformers reports."""
+    from dataclasses import replace
+
+    lm = models.load(str(tiny_dirs["llama"]))
+    layers = lm.base.layers
+    lm.base.shadow = torch.nn.ModuleList([layers[0], layers[0], layers[0]])  # block 0 three times
+    wrong = replace(lm, table=replace(lm.table, blocks="shadow"))
+    original = lm.base.forward
+    # The shadow blocks run too (after the model's own layers), so the hooks see a consistent stream.
+    def forward(*args, **kwargs):
+        out = original(*args, **kwargs)
+        x = out.hidden_states[0] if out.hidden_states is not None else lm.base.embed_tokens(kwargs["input_ids"])
+        position_embeddings = lm.base.rotary_emb(x, torch.arange(x.shape[1])[None])
+        for block in lm.base.shadow:
+            x = block(x, position_embeddings=position_embeddings)
+        return out
+
+    lm.base.forward = forward
+    with pytest.raises(VerificationError, match="hidden_states"):
+        capture.capture(wrong, batch_for(lm), capture.CapturePlan(batch_size=2, samples=20))
+
+
 def test_nonfinite_activations_are_counted_not_raised(tiny_dirs):
     lm = models.load(str(tiny_dirs["llama"]))
     with torch.no_grad():

@@ -7,6 +7,7 @@ are dropped as soon as the hooks have reduced them. Logits are never computed.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,11 @@ from geomcheck.models.adapters import ArchitectureTable
 from geomcheck.models.loader import LoadedModel
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+VERIFY_TOKENS = 32  # length of the one-sequence pass compared with the model's hidden_states
+# The architecture tables whose hooks were checked against each model's hidden_states in this process
+# (a pass costs about one read of the weights: ~2-4 % of a small capture on the CPU, so it is paid once
+# per model and table, not per capture).
+_MAPPING_VERIFIED: weakref.WeakKeyDictionary[nn.Module, set[ArchitectureTable]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -86,84 +92,167 @@ def sample_index(n_seq: int, length: int, count: int, seed: int, skip_first: int
 class _Reducer:
     """Streams one site's activations into SiteStats.
 
-    On an accelerator, everything inside the hook stays a tensor on the activation's device: nothing
-    is copied to the host and nothing is compared on the host, because either would make the device
-    wait in the middle of the forward pass. The batch's small results queue in ``pending`` and reach
-    the host once per batch, for every site together (``flush_to_host``). On the CPU the results are
-    host memory already and are folded in at once, so nothing is held until the batch ends.
+    On the CPU the reductions are host memory already and are folded in inside the hook, so nothing is
+    held until the batch ends. On an accelerator nothing inside the hook reads a tensor on the host:
+    each result goes to its final place in the host arrays through a ``_HostSink`` (a side stream
+    copying into pinned memory on CUDA), so the device neither waits mid-pass nor keeps a batch's
+    results until the batch ends; a sequence group's position sum stays on the device until its last
+    sequence has passed and then travels once.
     """
 
-    def __init__(self, stats: SiteStats, index: np.ndarray, groups: np.ndarray) -> None:
+    def __init__(self, stats: SiteStats, index: np.ndarray, groups: np.ndarray, sink: _HostSink | None = None) -> None:
         self.stats = stats
         self.index = index
         self.groups = groups
-        self.rows: slice = slice(0, 0)
+        self.sink = sink
+        self.group_end = np.searchsorted(groups, np.arange(int(groups.max()) + 1), side="right") if len(groups) else groups
+        self.rows: slice | None = None
         self.spans: list[tuple[int, int, int]] = []
-        self.sample_rows = np.zeros(0, dtype=np.int64)
-        self.sample_at: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.pending: list[tuple[str, int, torch.Tensor]] = []
+        self.sample_at: torch.Tensor | None = None
+        self.sample_span = slice(0, 0)
+        self.open_sums: dict[int, torch.Tensor] = {}
+        # Accelerator path only: each token's largest |component|, reduced to group maxima after the run.
+        self.peaks = sink.host_array((len(groups), stats.norms.shape[1])) if sink is not None else None
 
-    def start_batch(self, rows: slice) -> None:
+    def start_batch(self, rows: slice | None, device: torch.device | None = None) -> None:
+        """Get ready for the rows of the next forward pass; ``None`` ignores a pass (verification only)."""
         self.rows = rows
-        self.spans = _group_spans(self.groups, rows)
-        self.pending = []
         self.sample_at = None
+        if rows is None:
+            return
+        self.spans = _group_spans(self.groups, rows)
         if self.stats.samples is not None:
-            in_batch = (self.index[:, 0] >= rows.start) & (self.index[:, 0] < rows.stop)
-            self.sample_rows = np.flatnonzero(in_batch)
-            if len(self.sample_rows):
-                self.sample_at = (torch.from_numpy(self.index[self.sample_rows, 0] - rows.start),
-                                  torch.from_numpy(self.index[self.sample_rows, 1]))
+            in_batch = np.flatnonzero((self.index[:, 0] >= rows.start) & (self.index[:, 0] < rows.stop))
+            if len(in_batch):
+                # Rows of the batch flattened to (tokens, width); the index is sorted by sequence, so this
+                # batch's samples are one contiguous run of the samples array. Moved to the device here,
+                # outside the forward pass: a copy from the host inside a hook would wait.
+                flat = (self.index[in_batch, 0] - rows.start) * self.stats.norms.shape[1] + self.index[in_batch, 1]
+                self.sample_at = torch.from_numpy(flat).to(device)
+                self.sample_span = slice(int(in_batch[0]), int(in_batch[-1]) + 1)
 
     def update(self, x: torch.Tensor) -> None:
-        """Inside the hook: as few reductions as give every statistic (each is a pass over the batch)."""
+        """Inside the hook: as few passes over the batch as give every statistic."""
+        if self.rows is None:
+            return
         x = x.detach()
-        if x.dtype != torch.float32:
-            x = x.float()
         if x.shape[0] == 1 and self.rows.stop - self.rows.start > 1:
             x = x.expand(self.rows.stop - self.rows.start, -1, -1)  # shared position embeddings
-        pending = self.pending
-        # Per token: its norm, and its largest |component| as max(amax, -amin) over the contiguous last
-        # axis (two cheap reductions, no temporary the size of x). The per-group maxima and the NaN/inf
-        # count are taken from these on the host, after the batch.
-        pending.append(("norms", 0, torch.linalg.vector_norm(x, dim=-1)))
-        pending.append(("peak", 0, torch.maximum(x.amax(dim=-1), x.amin(dim=-1).neg())))
-        if self.stats.group_position_sum is not None:
-            # Per sequence group (contiguous rows), so the jackknife can leave a group out later.
-            for group, lo, hi in self.spans:
-                pending.append(("sum", group, x[lo:hi].sum(dim=0)))
-        if self.sample_at is not None:
-            if self.sample_at[0].device != x.device:
-                self.sample_at = (self.sample_at[0].to(x.device), self.sample_at[1].to(x.device))
-            pending.append(("samples", 0, x[self.sample_at]))
+        if self.sample_at is not None and self.sample_at.device != x.device:
+            self.sample_at = self.sample_at.to(x.device)  # a later shard of a dispatched model
         if folds_in_hook(x.device):
-            self.absorb([tensor.numpy() for _, _, tensor in pending])
+            self._fold(x)
+        else:
+            self._send(x)
 
-    def absorb(self, results: list[np.ndarray]) -> None:
-        """Fold this batch's host copies (in ``pending`` order) into the statistics."""
-        # Tokens whose vector holds NaN/inf show as non-finite norms.
-        bad = sum(int(np.count_nonzero(~np.isfinite(value))) for (kind, _, _), value in zip(self.pending, results) if kind == "norms")
-        self.stats.nonfinite += bad
-        for (kind, group, _), value in zip(self.pending, results):
-            if bad:  # the site is invalid anyway; keep its statistics finite for the report
-                value = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
-            if kind == "norms":
-                self.stats.norms[self.rows] = value
-            elif kind == "peak":
-                for span_group, lo, hi in self.spans:
-                    peaks = self.stats.group_max_abs[span_group]
-                    np.maximum(peaks, value[lo:hi].max(axis=0), out=peaks)
-            elif kind == "sum":
-                self.stats.group_position_sum[group] += value
-            elif kind == "samples":
-                self.stats.samples[self.sample_rows] = value
-        self.pending = []
+    def _first_rows(self, group: int, lo: int) -> bool:
+        """Whether this batch's span of ``group`` starts the group (its sum is written, not added to)."""
+        return self.rows.start + lo == 0 or self.groups[self.rows.start + lo - 1] != group
+
+    def _fold(self, x: torch.Tensor) -> None:
+        """CPU: reduce straight into the host arrays (``out=`` where torch allows it: no temporaries)."""
+        if x.dtype != torch.float32:
+            x = x.float()
+        stats, rows = self.stats, self.rows
+        norms = stats.norms[rows]
+        torch.linalg.vector_norm(x, dim=-1, out=torch.from_numpy(norms))
+        # Largest |component| as max(amax, -amin) over the contiguous last axis: two cheap reductions
+        # (the CPU's inf-norm kernel is over ten times slower) and no temporary the size of x.
+        peaks = torch.maximum(x.amax(dim=-1), x.amin(dim=-1).neg()).numpy()
+        written = []
+        for group, lo, hi in self.spans:
+            np.maximum(stats.group_max_abs[group], peaks[lo:hi].max(axis=0), out=stats.group_max_abs[group])
+            if stats.group_position_sum is not None:
+                # Per sequence group (contiguous rows), so the jackknife can leave a group out later.
+                target = torch.from_numpy(stats.group_position_sum[group])
+                if self._first_rows(group, lo):
+                    torch.sum(x[lo:hi], dim=0, out=target)
+                else:
+                    target.add_(x[lo:hi].sum(dim=0))
+                written.append(stats.group_position_sum[group])
+        if self.sample_at is not None:
+            samples = stats.samples[self.sample_span]
+            torch.index_select(x.reshape(-1, x.shape[-1]), 0, self.sample_at, out=torch.from_numpy(samples))
+            written.append(samples)
+        bad = int(np.count_nonzero(~np.isfinite(norms)))  # tokens whose vector holds NaN/inf
+        if bad:  # the site is invalid anyway; keep its statistics finite for the report
+            stats.nonfinite += bad
+            for array in (norms, stats.group_max_abs, *written):
+                np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _send(self, x: torch.Tensor) -> None:
+        """Accelerator: reduce on the device without a float32 copy of x; results travel without a wait."""
+        sink, rows, stats = self.sink, self.rows, self.stats
+        sink.send(torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32), stats.norms[rows])
+        sink.send(torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, dtype=torch.float32), self.peaks[rows])
+        if stats.group_position_sum is not None:
+            for group, lo, hi in self.spans:
+                partial = x[lo:hi].sum(dim=0, dtype=torch.float32)
+                total = partial if self._first_rows(group, lo) else self.open_sums.pop(group).add_(partial)
+                if rows.start + hi == self.group_end[group]:  # the group's last sequence: its sum is final
+                    sink.send(total, stats.group_position_sum[group])
+                else:
+                    self.open_sums[group] = total
+        if self.sample_at is not None:
+            picked = x.reshape(-1, x.shape[-1]).index_select(0, self.sample_at)
+            sink.send(picked.float(), stats.samples[self.sample_span])
+
+    def finish(self) -> None:
+        """After the last batch, with the sink drained: what the accelerator path leaves to the host."""
+        if self.peaks is None:
+            return
+        stats = self.stats
+        bad = int(np.count_nonzero(~np.isfinite(stats.norms)))
+        stats.nonfinite += bad
+        arrays = [stats.norms, self.peaks] + [a for a in (stats.samples, stats.group_position_sum) if a is not None]
+        if bad:  # the site is invalid anyway; keep its statistics finite for the report
+            for array in arrays:
+                np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        for group in range(len(stats.group_max_abs)):
+            stats.group_max_abs[group] = self.peaks[self.groups == group].max(axis=0)
+        self.peaks = None
 
 
 def folds_in_hook(device: torch.device) -> bool:
-    """Whether a reducer folds its results in inside the hook: on the CPU there is no transfer to wait
-    for, and folding at once keeps the batch's samples from being held twice until the batch ends."""
+    """Whether a reducer folds its results in inside the hook: on the CPU there is no transfer to wait for."""
     return device.type == "cpu"
+
+
+class _HostSink:
+    """Moves an accelerator's results into host arrays without making the host or the device wait.
+
+    On CUDA the copies run on a side stream into pinned host memory: the forward pass goes on while
+    they travel, and the caching allocator keeps each result's device memory until its copy is done
+    (``record_stream``). Elsewhere (other accelerators, and the CPU when tests take this path) a copy
+    is a plain one. ``drain`` is the one wait, after the last batch.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def host_array(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Uninitialised float32 host memory (every element is written by a send): pinned where copies are asynchronous."""
+        if self.stream is not None:
+            try:
+                return torch.empty(shape, dtype=torch.float32, pin_memory=True).numpy()
+            except RuntimeError:  # no page-locked memory left: pageable copies still work, more slowly
+                pass
+        return np.empty(shape, dtype=np.float32)
+
+    def send(self, tensor: torch.Tensor, destination: np.ndarray) -> None:
+        target = torch.from_numpy(destination)
+        if self.stream is None:
+            target.copy_(tensor)
+            return
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))  # after the kernels that made it
+        with torch.cuda.stream(self.stream):
+            target.copy_(tensor, non_blocking=True)
+        tensor.record_stream(self.stream)
+
+    def drain(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
 
 
 def flush_to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
@@ -181,18 +270,10 @@ def flush_to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
     return out
 
 
-def _flush(reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> None:
-    """Once per batch, after the forward pass: every queued reduction and verification error to the host."""
-    queued = [tensor for reducer in reducers.values() for _, _, tensor in reducer.pending]
-    checks = verifier.pending if verifier is not None else []
-    values = flush_to_host(queued + [error for _, error, _ in checks])
-    offset = 0
-    for reducer in reducers.values():
-        count = len(reducer.pending)
-        reducer.absorb(values[offset : offset + count])
-        offset += count
-    if verifier is not None:
-        verifier.settle([float(v) for v in values[offset:]])
+def _settle(verifier: _Verifier | None) -> None:
+    """Once per forward pass, after it: the queued verification errors to the host, in one transfer."""
+    if verifier is not None and verifier.pending:
+        verifier.settle([float(v) for v in flush_to_host([error for _, error, _ in verifier.pending])])
 
 
 def _group_spans(groups: np.ndarray, rows: slice) -> list[tuple[int, int, int]]:
@@ -206,10 +287,13 @@ class _Verifier:
     """Rebuilds each block's output from its input plus attention and MLP outputs, batch by batch.
 
     Every batch, every block's rebuilt output is compared inside the block's hook with the output
-    itself; on the first batch it is also compared, after the forward pass, with the model's own
-    ``hidden_states`` (which proves the resid_post hook reads what transformers reports). Only the
-    first sequence of each batch is rebuilt: a wrong hook shows on any sequence, and rebuilding
-    all of them would cost a tenth of the forward pass and twice the hidden states' memory.
+    itself. The first capture of a model in a process also runs one short pass over the start of the
+    first sequence and compares it with the model's own ``hidden_states`` (which proves the resid_post
+    hook reads what transformers reports): asking for hidden states on a whole batch would keep every
+    block's output alive until the pass ends, more memory than the pass itself needs, and the answer
+    depends on the architecture table, not on the inputs or the weights. Only the first sequence of
+    each batch is rebuilt: a wrong hook shows on any sequence, and rebuilding all of them would cost
+    a tenth of the forward pass and twice the hidden states' memory.
     """
 
     def __init__(self, n_blocks: int, tolerance: float) -> None:
@@ -307,40 +391,47 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
     groups = sequence_groups(n_seq, plan.groups)
     n_groups = int(groups.max()) + 1
     width = loaded.hidden_size
+    device = loaded.input_device  # the embedding's device: the first shard of a dispatched model
+    sink = None if folds_in_hook(device) else _HostSink(device)
+    # Every element of these is written once per capture (a group's sum by its first rows, then added
+    # to), so they start uninitialised: pinned memory on CUDA, so the copies from the device need not wait.
+    host = sink.host_array if sink is not None else (lambda shape: np.empty(shape, dtype=np.float32))
     stats = {
         site: SiteStats(
-            norms=np.zeros((n_seq, length), dtype=np.float32),
+            norms=host((n_seq, length)),
             max_abs=np.zeros(length, dtype=np.float32),
-            samples=np.zeros((len(index), width), dtype=np.float32) if site in sampled else None,
+            samples=host((len(index), width)) if site in sampled else None,
             group_max_abs=np.zeros((n_groups, length), dtype=np.float32),
-            group_position_sum=np.zeros((n_groups, length, width), dtype=np.float32) if site in means else None,
+            group_position_sum=host((n_groups, length, width)) if site in means else None,
         )
         for site in selected
     }
-    reducers = {site: _Reducer(s, index, groups) for site, s in stats.items()}
+    reducers = {site: _Reducer(s, index, groups, sink) for site, s in stats.items()}
     dtype = next(loaded.model.parameters()).dtype
     verifier = _Verifier(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
     handles = _install_hooks(loaded, reducers, verifier)
-    device = loaded.input_device  # the embedding's device: the first shard of a dispatched model
     ids = torch.from_numpy(batch.ids)
     try:
+        if verifier is not None and loaded.table not in _MAPPING_VERIFIED.get(loaded.model, ()):
+            _verify_against_hidden_states(loaded, ids[:1, :VERIFY_TOKENS].to(device), reducers, verifier)
+            _MAPPING_VERIFIED.setdefault(loaded.model, set()).add(loaded.table)
         starts = range(0, n_seq, plan.batch_size)
         # tqdm's disable=None shows the bar only on an interactive terminal.
         disable = None if plan.progress is None else not plan.progress
         for start in tqdm(starts, desc=f"capture {loaded.ref.text}", unit="batch", disable=disable):
             rows = slice(start, min(start + plan.batch_size, n_seq))
             for reducer in reducers.values():
-                reducer.start_batch(rows)
-            full_check = verifier is not None and verifier.keep_for_hidden_states
+                reducer.start_batch(rows, device)
             with torch.inference_mode():
-                out = loaded.base(input_ids=ids[rows].to(device), output_hidden_states=full_check, use_cache=False)
-                _flush(reducers, verifier)
-                if full_check:
-                    verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm) or nn.Identity())
-            del out
+                loaded.base(input_ids=ids[rows].to(device), use_cache=False)
+            _settle(verifier)
+        if sink is not None:
+            sink.drain()
     finally:
         for handle in handles:
             handle.remove()
+    for reducer in reducers.values():
+        reducer.finish()
     position_table = None
     if loaded.table.pos_embed is not None and loaded.table.position_scheme == "learned":
         weight = loaded.table.resolve(loaded.base, loaded.table.pos_embed).weight
@@ -365,6 +456,16 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
         input_description=batch.description,
         groups=groups,
     )
+
+
+def _verify_against_hidden_states(loaded: LoadedModel, ids: torch.Tensor, reducers: dict[Site, _Reducer], verifier: _Verifier) -> None:
+    """One short pass that the reducers ignore: the hooks' rebuilt residual stream against ``hidden_states``."""
+    for reducer in reducers.values():
+        reducer.start_batch(None)
+    with torch.inference_mode():
+        out = loaded.base(input_ids=ids, output_hidden_states=True, use_cache=False)
+        _settle(verifier)
+        verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm) or nn.Identity())
 
 
 def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> list:
