@@ -27,11 +27,13 @@ from geomcheck.capture.inputs import (
 from geomcheck.errors import GeomcheckError
 from geomcheck.gate import baseline
 from geomcheck.gate.results import CaptureRecord, CheckResult
+from geomcheck.gate.uncertainty import covered as errors_cover
 from geomcheck.gate.uncertainty import with_uncertainty
 from geomcheck.models.fingerprint import weights_fingerprint
 from geomcheck.models.loader import LoadedModel, LoadOptions, load, resolve
 from geomcheck.progress import Opener, Progress, block_progress, stderr_opener
 from geomcheck.properties.base import Measurement, Wanted
+from geomcheck.properties.threads import one_blas_thread
 from geomcheck.spec.expect import Outcome, errored, evaluate
 from geomcheck.spec.layers import resolve_layers
 from geomcheck.spec.schema import Check, Spec
@@ -145,26 +147,32 @@ class GeomSession:
         # metrics are added then, so no check is gated without its own error.
         key = (ref, input_spec, check.property, check.params.model_dump_json(), layers)
         wanted = self._wanted(spec, check, input_spec)
+        with one_blas_thread():
+            plain, measurement, covered = self._measured(key, prop, record.activations, check.params, layers, wanted)
+        outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
+        if self.baselines is not None:
+            outcome = self._against_baseline(spec, check, ref, measurement, outcome)
+        return outcome, measurement
+
+    def _measured(self, key: tuple, prop, acts, params, layers: tuple[int, ...], wanted: Wanted) -> tuple[Measurement, Measurement, Wanted]:
+        """The plain measurement, the one with standard errors, and the metrics those errors cover; shared by key."""
         plain, measurement, covered = self._measurements.get(key, (None, None, None))
         if plain is None:
-            plain = prop.measure(record.activations, check.params, layers)
+            plain = prop.measure(acts, params, layers)
         if covered is None:
-            covered = wanted
-            measurement = with_uncertainty(prop, record.activations, check.params, layers, plain, wanted)
+            measurement = with_uncertainty(prop, acts, params, layers, plain, wanted)
+            covered = errors_cover(measurement, wanted)
         elif not (wanted.metrics <= covered.metrics and (covered.per_layer or not wanted.per_layer)):
             # Replicates for the missing metrics only; the errors already attached are kept as they are.
             # Per-block errors newly needed: every covered metric gets them, since ``covered`` will say so.
             upgrade = wanted.per_layer and not covered.per_layer
             missing = covered.metrics | wanted.metrics if upgrade else wanted.metrics - covered.metrics
-            extra = with_uncertainty(prop, record.activations, check.params, layers, plain, Wanted(missing, wanted.per_layer))
+            extra = with_uncertainty(prop, acts, params, layers, plain, Wanted(missing, wanted.per_layer))
             measurement = replace(measurement, metrics=MappingProxyType({
                 name: extra.metrics[name] if name in missing else metric for name, metric in measurement.metrics.items()}))
             covered = Wanted(covered.metrics | wanted.metrics, covered.per_layer or wanted.per_layer)
         self._measurements[key] = (plain, measurement, covered)
-        outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
-        if self.baselines is not None:
-            outcome = self._against_baseline(spec, check, ref, measurement, outcome)
-        return outcome, measurement
+        return plain, measurement, covered
 
     def _wanted(self, spec: Spec, check: Check, input_spec: InputSpec) -> Wanted:
         """The metrics (and whether per layer) that the checks sharing this measurement need errors for."""

@@ -51,11 +51,35 @@ def test_a_measurement_shared_across_specs_carries_errors_for_every_check_that_r
     ref = str(tiny_dirs["llama"])
     a = session.run_check(first, first.checks[0], ref).measurement
     b = session.run_check(second, second.checks[0], ref).measurement
-    assert a.metrics["late_growth"].se is not None and a.metrics["last_block_spike"].se is None
+    # Every replicate measures last_block_spike along with late_growth, so its error comes free.
+    assert a.metrics["late_growth"].se is not None and a.metrics["last_block_spike"].se is not None
     assert b.metrics["late_growth"].se is not None and b.metrics["last_block_spike"].se is not None
     assert b.metrics["last_block_spike"].aggregate == a.metrics["last_block_spike"].aggregate
     assert b.metrics["late_growth"].se == a.metrics["late_growth"].se  # kept, not re-estimated
     assert len(session.captures()) == 1
+
+
+def test_a_metric_the_replicates_skipped_gets_its_own_replicates_when_a_later_check_reads_it(tiny_dirs, tmp_path, monkeypatch):
+    """The probe's replicates skip the silhouette (not asked for, costly); a later check on it adds them."""
+    from geomcheck import runner
+
+    separation = ("name: {name}\ninputs: {{sequences: 16, tokens: 8}}\nchecks:\n  - {{id: c, property: attn_mlp_separation, "
+                  "params: {{skip_first: 0, max_points: 200}}, expect: {{metric: {metric}, min: -1.0}}}}\n")
+    (tmp_path / "a.yaml").write_text(separation.format(name="a", metric="probe_pca_accuracy"))
+    (tmp_path / "b.yaml").write_text(separation.format(name="b", metric="silhouette"))
+    first, second = load_spec(tmp_path / "a.yaml"), load_spec(tmp_path / "b.yaml")
+    asked = []
+    original = runner.with_uncertainty
+    monkeypatch.setattr(runner, "with_uncertainty", lambda *args: asked.append(args[-1].metrics) or original(*args))
+    session = GeomSession()
+    ref = str(tiny_dirs["llama"])
+    a = session.run_check(first, first.checks[0], ref).measurement
+    assert a.metrics["probe_pca_accuracy"].se is not None and a.metrics["fisher_ratio"].se is not None  # the Fisher ratio came free
+    assert a.metrics["silhouette"].se is None and a.metrics["probe_accuracy"].se is None  # skipped in the replicates
+    b = session.run_check(second, second.checks[0], ref).measurement
+    assert b.metrics["silhouette"].se is not None
+    assert b.metrics["probe_pca_accuracy"].se == a.metrics["probe_pca_accuracy"].se
+    assert asked == [frozenset({"probe_pca_accuracy"}), frozenset({"silhouette"})]
 
 
 def test_a_later_per_block_check_gets_per_block_errors_for_every_metric_the_measurement_covers(tiny_dirs, tmp_path):

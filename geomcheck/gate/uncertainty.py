@@ -78,11 +78,28 @@ def with_uncertainty(
         replicates.append(replicate)
     metrics = {}
     for name, metric in measured.metrics.items():
-        if wanted is not None and name not in wanted.metrics:
+        replicas = [r.metrics[name] for r in replicates]
+        if wanted is None or name in wanted.metrics:
+            metrics[name] = _attach(metric, replicas, per_layer=wanted is None or wanted.per_layer)
+        elif not wanted.per_layer and _computed(metric, replicas):
+            # Not asked for, but every replicate measured it anyway (a Fisher ratio comes with the
+            # probe's PCA): its error costs nothing now and spares a later check the replicates.
+            metrics[name] = _attach(metric, replicas, per_layer=False)
+        else:
             metrics[name] = metric
-            continue
-        metrics[name] = _attach(metric, [r.metrics[name] for r in replicates], per_layer=wanted is None or wanted.per_layer)
     return replace(measured, metrics=MappingProxyType(metrics))
+
+
+def covered(measurement: Measurement, wanted: Wanted) -> Wanted:
+    """The metrics ``measurement`` now carries errors for: those wanted and those that came free."""
+    free = {name for name, metric in measurement.metrics.items() if metric.replicates is not None}
+    return Wanted(frozenset(wanted.metrics | free), wanted.per_layer)
+
+
+def _computed(metric: Metric, replicas: list[Metric]) -> bool:
+    """Whether the metric has a finite value in the measurement and in every replicate (not a skipped NaN)."""
+    values = [metric.aggregate, *(r.aggregate for r in replicas)]
+    return all(v is not None and math.isfinite(float(v)) for v in values)
 
 
 def _attach(metric: Metric, replicas: list[Metric], *, per_layer: bool) -> Metric:

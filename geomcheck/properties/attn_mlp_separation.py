@@ -31,10 +31,7 @@ from types import MappingProxyType
 
 import numpy as np
 from pydantic import Field
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import GroupKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
 
 from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
@@ -50,6 +47,7 @@ from geomcheck.properties.base import (
     missing_reason,
     nonfinite_reason,
 )
+from geomcheck.properties.linear import held_out_accuracy
 
 NAME = "attn_mlp_separation"
 ATTN, MLP = 0, 1
@@ -86,7 +84,10 @@ def _pooled(acts: Activations, params: Params, layers: tuple[int, ...], rng: np.
             if params.unit_normalise:
                 norms = np.linalg.norm(samples, axis=1, keepdims=True)
                 samples = np.divide(samples, norms, out=np.zeros_like(samples), where=norms > 0)
-            vectors.append(np.stack([samples[groups[g]].mean(axis=0) for g in chosen]))
+            if params.average == 1:  # one sample per group: the rows themselves
+                vectors.append(samples[[groups[g][0] for g in chosen]])
+            else:
+                vectors.append(np.stack([samples[groups[g]].mean(axis=0) for g in chosen]))
             labels.append(np.full(len(chosen), label))
             sequences.append(np.array([index[keep[groups[g][0]], 0] for g in chosen]))
             blocks.append(np.full(len(chosen), block))
@@ -103,12 +104,7 @@ def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
-    if len(np.unique(groups)) < folds:
-        return float("nan")  # too few sequences among this block's points to hold any out
-    steps = [deterministic_pca(min(components, x.shape[1]), x.shape)] if components else []
-    clf = make_pipeline(*steps, LogisticRegression(max_iter=2000))
-    scores = cross_val_score(clf, x, y, groups=groups, cv=GroupKFold(n_splits=folds), scoring="balanced_accuracy")
-    return float(np.mean(scores))
+    return held_out_accuracy(x, y, groups, folds, min(components, x.shape[1]) if components else None)
 
 
 def _fisher(z: np.ndarray, y: np.ndarray) -> float:

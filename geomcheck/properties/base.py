@@ -14,10 +14,12 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
 from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Site
+from geomcheck.properties.linear import TopPCA
 
 
 class PropertyParams(BaseModel):
@@ -81,15 +83,17 @@ class Wanted:
 
 
 
-def deterministic_pca(components: int, shape: tuple[int, int]) -> PCA:
-    """An exact PCA through whichever Gram matrix is smaller; randomized (seeded) only when both are large.
+def deterministic_pca(components: int, shape: tuple[int, int]) -> TransformerMixin:
+    """An exact PCA through whichever second-moment matrix is smaller (``TopPCA``); randomized (seeded)
+    only when both are large.
 
     Exact solvers make a measurement bit-for-bit repeatable; the randomized one is kept for
     inputs where an exact decomposition would dominate the run time.
     """
     n, d = shape
-    solver = "covariance_eigh" if d <= min(n, 2048) else "full" if n <= 2048 else "randomized"
-    return PCA(n_components=components, svd_solver=solver, random_state=0)
+    if min(n, d) <= 2048:
+        return TopPCA(components)
+    return PCA(n_components=components, svd_solver="randomized", random_state=0)
 
 
 def invalid(name: str, reason: str, layers: Iterable[int], params: PropertyParams) -> Measurement:

@@ -98,6 +98,7 @@ def write_reports(session: SessionView, report: str | None, *, umap: bool = Fals
     """
     if report is not None and str(report).strip().lower() == DISABLED:
         return []
+    from geomcheck.properties.threads import one_blas_thread
     from geomcheck.report.html import render_report
 
     pairs = groups(session)
@@ -107,7 +108,9 @@ def write_reports(session: SessionView, report: str | None, *, umap: bool = Fals
         results: Sequence[CheckResult] = pairs[pair]
         if all(result.outcome.status == "skipped" for result in results):
             continue  # a spec that does not apply to this model: the run says why; an empty page would not
-        write_atomically(path, render_report(session, model, results[0].spec, results, umap=umap))
+        with one_blas_thread():  # the figures' PCAs and probes: small linear algebra (geomcheck.properties.threads)
+            page = render_report(session, model, results[0].spec, results, umap=umap)
+        write_atomically(path, page)
         written.append(path)
     return written
 

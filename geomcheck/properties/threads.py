@@ -1,0 +1,29 @@
+"""Measure with one BLAS thread: the properties' linear algebra is many small products and eigenproblems.
+
+Measured on the 2-core CPU machine (docs/performance.md): the separation probe's measurement and
+jackknife took 1.8 s and 4.5 s with OpenBLAS's two threads and 1.3 s and 2.9 s with one, and the
+position-structure PCAs 3.6 s against 0.5 s. Handing a 576 x 576 eigenproblem or an 8-column Newton
+step to a second thread costs more in hand-off than it saves. The limit holds only inside the block,
+so a host process (the pytest plugin runs inside the user's) keeps its own setting everywhere else;
+torch's own threads, which the forward passes use, are not BLAS threads and are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+from threadpoolctl import ThreadpoolController
+
+
+@cache
+def _controller() -> ThreadpoolController:
+    """Finding the loaded BLAS libraries takes about a millisecond; do it once per process."""
+    return ThreadpoolController()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    with _controller().limit(limits=1, user_api="blas"):
+        yield
