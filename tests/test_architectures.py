@@ -221,3 +221,58 @@ def test_gguf_header_of_a_supported_architecture_passes(tmp_path):
     write_gguf(path, "qwen2moe")
     assert header_architecture(path) == "qwen2moe"
     assert check_gguf_architecture(path) == "qwen2_moe"
+
+
+def _raw_gguf(entries: list[bytes], version: int = 3) -> bytes:
+    import struct
+
+    return b"GGUF" + struct.pack("<IQQ", version, 0, len(entries)) + b"".join(entries)
+
+
+def _key(name: str, kind: int, value: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", kind) + value
+
+
+def _string(text: str) -> bytes:
+    import struct
+
+    return struct.pack("<Q", len(text)) + text.encode()
+
+
+def test_gguf_header_reader_skips_every_value_type_before_the_architecture(tmp_path):
+    """llama.cpp writes the architecture first, but the reader must not depend on it."""
+    import struct
+
+    from geomcheck.models.gguf_header import header_architecture
+
+    entries = [
+        _key("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 3) + _string("a") + _string("bb") + _string("ccc")),
+        _key("tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, 2) + struct.pack("<ff", 0.5, 1.5)),
+        _key("nested", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 4, 2) + struct.pack("<II", 1, 2)),
+        _key("general.file_type", 4, struct.pack("<I", 15)),
+        _key("general.flag", 7, b"\x01"),
+        _key("general.size", 12, struct.pack("<d", 1.0)),
+        _key("general.architecture", 8, _string("llama")),
+    ]
+    path = tmp_path / "late.gguf"
+    path.write_bytes(_raw_gguf(entries))
+    assert header_architecture(path) == "llama"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"GGML" + b"\0" * 20, "not a readable GGUF file .*magic"),
+    (_raw_gguf([_key("general.architecture", 8, _string("llama"))])[:30], "not a readable GGUF file .*ends inside"),
+    (_raw_gguf([_key("general.name", 8, _string("x"))]), "has no general.architecture"),
+    (_raw_gguf([_key("general.name", 8, b"\xff" * 8 + b"x")]), "not a readable GGUF file .*string of"),
+    (_raw_gguf([_key("general.name", 99, b"")]), "not a readable GGUF file .*unknown value type 99"),
+])
+def test_a_broken_gguf_header_is_named_not_a_traceback(tmp_path, content, message):
+    from geomcheck.errors import ModelLoadError
+    from geomcheck.models.gguf_header import header_architecture
+
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=message):
+        header_architecture(path)

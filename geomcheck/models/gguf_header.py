@@ -22,18 +22,80 @@ GGUF_TO_MODEL_TYPE = {
 }
 
 
+# Sizes of GGUF's fixed-width value types, by type number (the format's gguf_type enum).
+_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+class _Header:
+    """Reads GGUF's metadata section in order, skipping values it does not need.
+
+    A full parse (the gguf package's reader) builds every field, the tokenizer's vocabulary
+    included: 2.5 s for SmolLM2's file, paid on every load. The architecture is the first key
+    llama.cpp writes, so reading up to it takes microseconds.
+    """
+
+    def __init__(self, handle, size: int) -> None:
+        self.handle, self.size = handle, size
+        self.order = "<"
+
+    def take(self, count: int) -> bytes:
+        data = self.handle.read(count)
+        if len(data) != count:
+            raise ValueError("the file ends inside its header")
+        return data
+
+    def number(self, code: str) -> int:
+        import struct
+
+        return struct.unpack(self.order + code, self.take(struct.calcsize(code)))[0]
+
+    def string(self) -> bytes:
+        length = self.number("Q")
+        if length > self.size:
+            raise ValueError(f"a string of {length} bytes in a file of {self.size}")
+        return self.take(length)
+
+    def skip_value(self, kind: int) -> None:
+        if kind in _FIXED:
+            self.take(_FIXED[kind])
+        elif kind == _STRING:
+            self.string()
+        elif kind == _ARRAY:
+            inner, count = self.number("I"), self.number("Q")
+            if inner in _FIXED:
+                if inner * count > self.size:
+                    raise ValueError(f"an array of {count} values in a file of {self.size} bytes")
+                self.handle.seek(_FIXED[inner] * count, 1)
+            else:
+                for _ in range(count):
+                    self.skip_value(inner)
+        else:
+            raise ValueError(f"unknown value type {kind}")
+
+
 def header_architecture(path: Path) -> str:
     """``general.architecture`` of a GGUF file, read from the header only (tensor data stays on disk)."""
-    from gguf import GGUFReader
-
     try:
-        reader = GGUFReader(str(path), "r")
-        field = reader.fields["general.architecture"]
-        return bytes(field.parts[field.data[0]]).decode("utf-8")
-    except KeyError:
-        raise ModelLoadError(str(path), f"{path} has no general.architecture in its GGUF header", "re-export the file with llama.cpp's converter") from None
-    except (OSError, ValueError, IndexError) as exc:
+        with open(path, "rb") as handle:
+            header = _Header(handle, Path(path).stat().st_size)
+            if header.take(4) != b"GGUF":
+                raise ValueError("no GGUF magic number at the start")
+            version = header.number("I")
+            if version > 0xFFFF:  # written big-endian
+                header.order = ">"
+                version = int.from_bytes(version.to_bytes(4, "little"), "big")
+            count_code = "I" if version == 1 else "Q"
+            header.number(count_code)  # tensor count
+            for _ in range(header.number(count_code)):
+                key = header.string()
+                kind = header.number("I")
+                if key == b"general.architecture" and kind == _STRING:
+                    return header.string().decode("utf-8")
+                header.skip_value(kind)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ModelLoadError(str(path), f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})", "re-download the file") from exc
+    raise ModelLoadError(str(path), f"{path} has no general.architecture in its GGUF header", "re-export the file with llama.cpp's converter")
 
 
 def check_gguf_architecture(path: Path) -> str:
