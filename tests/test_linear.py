@@ -68,3 +68,18 @@ def test_one_blas_thread_holds_inside_the_block_only():
     with one_blas_thread():
         assert blas_threads() == {1}
     assert blas_threads() == before
+
+
+def test_held_out_decisions_match_sklearn_s_cross_val_predict():
+    from sklearn.model_selection import cross_val_predict
+
+    from geomcheck.properties.linear import held_out_decisions
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 20)) * np.linspace(2.0, 0.2, 20)
+    y = (x[:, 0] - x[:, 2] + rng.normal(size=400) > 0).astype(int)
+    groups = np.repeat(np.arange(8), 50)
+    reference = cross_val_predict(make_pipeline(PCA(6, svd_solver="full"), LogisticRegression(tol=1e-10, max_iter=10_000)), x, y,
+                                  groups=groups, cv=GroupKFold(n_splits=4), method="decision_function")
+    np.testing.assert_allclose(held_out_decisions(x, y, groups, 4, 6), reference, atol=1e-6)
+    assert held_out_decisions(x, y, np.arange(400) % 3, 4, 6) is None

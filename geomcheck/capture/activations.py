@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -58,7 +59,7 @@ class Activations:
     position_scheme: str
     tokens: np.ndarray
     bos: bool
-    sites: dict[Site, SiteStats]
+    sites: Mapping[Site, SiteStats]  # a dict, or a lazy mapping in a jackknife replicate (``without_group``)
     sample_index: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     position_table: np.ndarray | None = None
     verification: list[BlockVerification] = field(default_factory=list)
@@ -84,7 +85,7 @@ class Activations:
 
     def block_stats(self, point: Point) -> dict[int, SiteStats]:
         """Stats of one point in every block that captured it, keyed by block index."""
-        return {site.block: stats for site, stats in self.sites.items() if site.point is point and site.block is not None}
+        return {site.block: self.sites[site] for site in self.sites if site.point is point and site.block is not None}
 
     def without_group(self, group: int) -> Activations:
         """These activations with every sequence of ``group`` left out, as if it had never been captured.
@@ -101,14 +102,36 @@ class Activations:
         in_sample = keep[self.sample_index[:, 0]] if len(self.sample_index) else np.zeros(0, dtype=bool)
         index = self.sample_index[in_sample].copy()
         index[:, 0] = new_row[index[:, 0]]
+        if any(stats.group_max_abs is None or (stats.position_sum is not None and stats.group_position_sum is None)
+               for stats in self.sites.values()):
+            raise ValueError("a site kept no per-group statistics")
         others = np.unique(self.groups[keep])
-        sites = {site: _drop_group(stats, keep, in_sample, group, others) for site, stats in self.sites.items()}
+        sites = _SitesWithout(self.sites, lambda stats: _drop_group(stats, keep, in_sample, group, others))
         return replace(self, tokens=self.tokens[keep], sites=sites, sample_index=index, groups=self.groups[keep])
 
 
+class _SitesWithout(Mapping):
+    """The sites of a jackknife replicate, each reduced when first read: a property reads a few of ~180."""
+
+    def __init__(self, sites: Mapping[Site, SiteStats], drop) -> None:
+        self._sites, self._drop, self._done = sites, drop, {}
+
+    def __getitem__(self, site: Site) -> SiteStats:
+        if site not in self._done:
+            self._done[site] = self._drop(self._sites[site])
+        return self._done[site]
+
+    def __contains__(self, site: object) -> bool:
+        return site in self._sites
+
+    def __iter__(self):
+        return iter(self._sites)
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+
 def _drop_group(stats: SiteStats, keep: np.ndarray, in_sample: np.ndarray, group: int, others: np.ndarray) -> SiteStats:
-    if stats.group_max_abs is None or (stats.position_sum is not None and stats.group_position_sum is None):
-        raise ValueError("a site kept no per-group statistics")
     position_sum = None
     group_sum = None
     if stats.position_sum is not None:

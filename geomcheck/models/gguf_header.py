@@ -85,6 +85,8 @@ def header_architecture(path: Path) -> str:
             if version > 0xFFFF:  # written big-endian
                 header.order = ">"
                 version = int.from_bytes(version.to_bytes(4, "little"), "big")
+            if version not in (1, 2, 3):
+                raise ValueError(f"GGUF version {version}; this reader knows versions 1 to 3")
             count_code = "I" if version == 1 else "Q"
             header.number(count_code)  # tensor count
             for _ in range(header.number(count_code)):

@@ -113,20 +113,21 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[truth == label] == label) for label in np.unique(truth)]))
 
 
-def held_out_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
-    """Balanced accuracy of a logistic probe over GroupKFold folds; with ``components``, on a PCA fitted per training fold.
+def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> np.ndarray | None:
+    """Each point's decision value (``x w + b``) from the probe fitted on the GroupKFold folds that held it out.
 
-    NaN when fewer groups than folds. The PCA of each training fold is the exact top-k PCA of those
-    rows: its covariance is assembled from the full second moments minus the held-out rows'.
+    With ``components``, the probe sees the exact top-k PCA of its training fold; that fold's covariance
+    is the full second moment minus the held-out rows' own, so the folds share one pass over the data.
+    None when there are fewer groups than folds.
     """
     if len(np.unique(groups)) < folds:
-        return float("nan")  # too few sequences among these points to hold any out
+        return None  # too few sequences among these points to hold any out
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if components:
         x = x - x.mean(axis=0)  # moments about the overall mean stay well conditioned
         total_sum, total_square = x.sum(axis=0), x.T @ x
-    scores = []
+    decisions = np.empty(len(x))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if components:
             n = len(train)
@@ -139,5 +140,16 @@ def held_out_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: i
         else:
             train_x, test_x = x[train], x[test]
         w, b = fit_logistic(train_x, y[train])
-        scores.append(balanced_accuracy(y[test], (test_x @ w + b > 0).astype(np.float64)))
+        decisions[test] = test_x @ w + b
+    return decisions
+
+
+def held_out_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
+    """Balanced accuracy of the held-out probe (``held_out_decisions``), averaged over the folds; NaN without enough groups."""
+    decisions = held_out_decisions(x, y, groups, folds, components)
+    if decisions is None:
+        return float("nan")
+    y = np.asarray(y, dtype=np.float64)
+    predicted = (decisions > 0).astype(np.float64)
+    scores = [balanced_accuracy(y[test], predicted[test]) for _, test in GroupKFold(n_splits=folds).split(x, y, groups)]
     return float(np.mean(scores))

@@ -297,12 +297,9 @@ def _probe_space(data: FigureInput):
     Returns (z, labels, blocks, sequences, decision) with ``decision`` the held-out decision value of the
     same logistic probe (GroupKFold by sequence, PCA fitted inside each fold), or None.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-
     from geomcheck.properties.attn_mlp_separation import Params, _pooled
     from geomcheck.properties.base import deterministic_pca
+    from geomcheck.properties.linear import held_out_decisions
 
     acts, m = data.activations, data.measurement
     params = Params(**m.params)
@@ -318,9 +315,8 @@ def _probe_space(data: FigureInput):
     folds = params.folds
     if len(np.unique(sequences)) < folds or len(np.unique(labels)) < 2:
         return None
-    probe = make_pipeline(deterministic_pca(k, x.shape), LogisticRegression(max_iter=2000))
-    decision = cross_val_predict(probe, x, labels, groups=sequences, cv=GroupKFold(n_splits=folds), method="decision_function")
-    return z, labels, blocks, sequences, np.asarray(decision, dtype=np.float64)
+    decision = held_out_decisions(x, labels, sequences, folds, k)
+    return None if decision is None else (z, labels, blocks, sequences, decision)
 
 
 def _site_scatter(fig: go.Figure, z: np.ndarray, labels: np.ndarray, hover: list[str], **position) -> None:
