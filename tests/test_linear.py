@@ -83,3 +83,14 @@ def test_held_out_decisions_match_sklearn_s_cross_val_predict():
                                   groups=groups, cv=GroupKFold(n_splits=4), method="decision_function")
     np.testing.assert_allclose(held_out_decisions(x, y, groups, 4, 6), reference, atol=1e-6)
     assert held_out_decisions(x, y, np.arange(400) % 3, 4, 6) is None
+
+
+def test_a_probe_reusing_the_pca_s_scatter_gives_the_same_decisions():
+    from geomcheck.properties.linear import held_out_decisions
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, 12)) * np.linspace(2.0, 0.2, 12) + 5.0  # far from the origin: centring matters
+    y = (x[:, 0] + rng.normal(size=300) > 5.0).astype(int)
+    groups = np.repeat(np.arange(6), 50)
+    shared = held_out_decisions(x, y, groups, 3, 4, scatter=TopPCA(4).fit(x).scatter_)
+    np.testing.assert_allclose(shared, held_out_decisions(x, y, groups, 3, 4), rtol=1e-9, atol=1e-9)

@@ -103,8 +103,8 @@ def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
     return groups
 
 
-def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
-    return held_out_accuracy(x, y, groups, folds, min(components, x.shape[1]) if components else None)
+def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None, scatter: np.ndarray | None = None) -> float:
+    return held_out_accuracy(x, y, groups, folds, min(components, x.shape[1]) if components else None, scatter)
 
 
 def _fisher(z: np.ndarray, y: np.ndarray) -> float:
@@ -153,7 +153,7 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     silhouette_rng = int(rng.integers(2**31))
     metrics = [
         Metric("probe_pca_accuracy", f"held-out balanced accuracy of a linear probe on the top {k} PCs",
-               _probe(x, y, seq, params.folds, k) if needed("probe_pca_accuracy") else skipped, per_probe),
+               _probe(x, y, seq, params.folds, k, getattr(pca, "scatter_", None)) if needed("probe_pca_accuracy") else skipped, per_probe),
         Metric("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension",
                _probe(x, y, seq, params.folds, None) if needed("probe_accuracy") else skipped),
         Metric("fisher_ratio", f"Fisher discriminant ratio of the two sites in the top {k} PCs", _fisher(z, y), per_fisher),

@@ -55,6 +55,8 @@ class TopPCA(TransformerMixin, BaseEstimator):
         self.mean_ = x.mean(axis=0)
         centred = x - self.mean_
         second = centred.T @ centred if d <= n else centred @ centred.T  # the smaller of the two
+        # The d x d scatter about the mean, kept for a probe over the same rows (held_out_decisions).
+        self.scatter_ = second.copy() if d <= n else None
         second /= max(n - 1, 1)
         total = float(np.trace(second))  # the summed variance, the same from either matrix
         if d <= n:
@@ -113,12 +115,14 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[truth == label] == label) for label in np.unique(truth)]))
 
 
-def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> np.ndarray | None:
+def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None,
+                       scatter: np.ndarray | None = None) -> np.ndarray | None:
     """Each point's decision value (``x w + b``) from the probe fitted on the GroupKFold folds that held it out.
 
     With ``components``, the probe sees the exact top-k PCA of its training fold; that fold's covariance
     is the full second moment minus the held-out rows' own, so the folds share one pass over the data.
-    None when there are fewer groups than folds.
+    ``scatter`` is that pass when the caller has it (``TopPCA(...).fit(x).scatter_``). None when there
+    are fewer groups than folds.
     """
     if len(np.unique(groups)) < folds:
         return None  # too few sequences among these points to hold any out
@@ -126,7 +130,8 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
     y = np.asarray(y, dtype=np.float64)
     if components:
         x = x - x.mean(axis=0)  # moments about the overall mean stay well conditioned
-        total_sum, total_square = x.sum(axis=0), x.T @ x
+        total_sum = np.zeros(x.shape[1])  # zero after centring; kept for the fold arithmetic below
+        total_square = x.T @ x if scatter is None else scatter
     decisions = np.empty(len(x))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if components:
@@ -144,9 +149,10 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
     return decisions
 
 
-def held_out_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
+def held_out_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None,
+                      scatter: np.ndarray | None = None) -> float:
     """Balanced accuracy of the held-out probe (``held_out_decisions``), averaged over the folds; NaN without enough groups."""
-    decisions = held_out_decisions(x, y, groups, folds, components)
+    decisions = held_out_decisions(x, y, groups, folds, components, scatter)
     if decisions is None:
         return float("nan")
     y = np.asarray(y, dtype=np.float64)

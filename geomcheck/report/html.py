@@ -14,6 +14,7 @@ import platform
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -120,18 +121,31 @@ class InputRow:
     example: tuple[str, ...]
 
 
+@cache
+def page_template() -> dict:
+    """The plotly template every figure on a page is drawn with, as JSON once per process."""
+    from geomcheck.report.figures import TEMPLATE
+
+    from plotly.utils import PlotlyJSONEncoder
+
+    return json.loads(json.dumps(pio.templates[TEMPLATE].to_plotly_json(), cls=PlotlyJSONEncoder))
+
+
 @dataclass
 class _Figures:
     """Numbers every figure on the page so DOM ids stay unique; keeps the one shared plotly template."""
 
     count: int = 0
-    template: object = None
     blocks: list[FigureBlock] = field(default_factory=list)
+
+    @property
+    def template(self) -> dict:
+        return page_template()
 
     def add(self, figure: Figure) -> FigureBlock:
         self.count += 1
         spec = json.loads(pio.to_json(figure.figure, validate=False, engine="json"))
-        self.template = spec["layout"].pop("template", None) or self.template
+        spec["layout"].pop("template", None)  # the page's one template applies (page_template)
         block = FigureBlock(f"fig-{self.count}", f"fig-data-{self.count}", figure.title, figure.caption, figure.height,
                             script_json({"data": spec["data"], "layout": spec["layout"]}))
         self.blocks.append(block)
