@@ -13,13 +13,16 @@ the same inputs are compared through their paired replicates (``paired_se``), wh
 part of the noise the inputs share.
 
 Cost: G extra measurements of each property, but only of the metrics a check needs (``Wanted``);
-per-block values are repeated only when some check gates them.
+per-block values are repeated only when some check gates them. The G replicates run on as many
+threads as there are cores (each with one BLAS thread, see geomcheck.properties.threads).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -66,16 +69,21 @@ def with_uncertainty(
     """
     if not measured.valid or acts.n_groups < 2:
         return measured
-    replicates: list[Measurement] = []
-    for group in np.unique(acts.groups):
+
+    def leave_out(group: int) -> Measurement | None:
         try:
-            subset = acts.without_group(int(group))
+            subset = acts.without_group(group)
         except ValueError:
-            return measured
-        replicate = prop.measure(subset, params, layers, wanted)
-        if not replicate.valid:
-            return measured
-        replicates.append(replicate)
+            return None
+        return prop.measure(subset, params, layers, wanted)
+
+    # The replicates are independent pure functions of the capture: run them side by side. Most of
+    # their time is in BLAS and LAPACK, which release the GIL, so threads suffice (and share the capture).
+    groups = [int(g) for g in np.unique(acts.groups)]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(groups), os.cpu_count() or 1))) as pool:
+        replicates = list(pool.map(leave_out, groups))
+    if any(replicate is None or not replicate.valid for replicate in replicates):
+        return measured
     metrics = {}
     for name, metric in measured.metrics.items():
         replicas = [r.metrics[name] for r in replicates]
