@@ -17,7 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from geomcheck import properties
-from geomcheck.capture.hooks import CapturePlan, capture
+from geomcheck.capture.hooks import CapturePlan, capture, mapping_check_pending
 from geomcheck.capture.inputs import (
     DEFAULT_TOKEN_BUDGET,
     InputSpec,
@@ -103,7 +103,9 @@ class GeomSession:
             print(f"geomcheck: capturing {ref} on {batch.description}", file=sys.stderr)
             plan = CapturePlan(seed=input_spec.seed, progress=False)
             progress = Progress(f"geomcheck: capturing {ref}", self.progress_opener)
-            with block_progress(loaded.table.block_modules(loaded.base), -(-batch.n_sequences // plan.batch_size), progress):
+            # The first capture of a model in a process starts with one short checking pass: counted as a batch.
+            passes = -(-batch.n_sequences // plan.batch_size) + int(mapping_check_pending(loaded, plan))
+            with block_progress(loaded.table.block_modules(loaded.base), passes, progress):
                 acts = capture(loaded, batch, plan)
             progress.finish("captured")
             self._captures[key] = CaptureRecord(acts, batch, time.perf_counter() - started)

@@ -412,7 +412,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
     handles = _install_hooks(loaded, reducers, verifier)
     ids = torch.from_numpy(batch.ids)
     try:
-        if verifier is not None and loaded.table not in _MAPPING_VERIFIED.get(loaded.model, ()):
+        if verifier is not None and mapping_check_pending(loaded, plan):
             _verify_against_hidden_states(loaded, ids[:1, :VERIFY_TOKENS].to(device), reducers, verifier)
             _MAPPING_VERIFIED.setdefault(loaded.model, set()).add(loaded.table)
         starts = range(0, n_seq, plan.batch_size)
@@ -456,6 +456,11 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
         input_description=batch.description,
         groups=groups,
     )
+
+
+def mapping_check_pending(loaded: LoadedModel, plan: CapturePlan) -> bool:
+    """Whether the next capture of this model starts with the short hidden_states pass (progress counts it)."""
+    return plan.verify and loaded.table not in _MAPPING_VERIFIED.get(loaded.model, ())
 
 
 def _verify_against_hidden_states(loaded: LoadedModel, ids: torch.Tensor, reducers: dict[Site, _Reducer], verifier: _Verifier) -> None:

@@ -20,9 +20,7 @@ threads as there are cores (each with one BLAS thread, see geomcheck.properties.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -36,6 +34,7 @@ from geomcheck.properties.base import (
     PropertyParams,
     Wanted,
 )
+from geomcheck.properties.threads import map_on_cores
 
 
 def jackknife_se(replicates: Sequence[float]) -> float:
@@ -77,11 +76,7 @@ def with_uncertainty(
             return None
         return prop.measure(subset, params, layers, wanted)
 
-    # The replicates are independent pure functions of the capture: run them side by side. Most of
-    # their time is in BLAS and LAPACK, which release the GIL, so threads suffice (and share the capture).
-    groups = [int(g) for g in np.unique(acts.groups)]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(groups), os.cpu_count() or 1))) as pool:
-        replicates = list(pool.map(leave_out, groups))
+    replicates = map_on_cores(leave_out, [int(g) for g in np.unique(acts.groups)])
     if any(replicate is None or not replicate.valid for replicate in replicates):
         return measured
     metrics = {}
