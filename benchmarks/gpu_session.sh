@@ -3,7 +3,11 @@
 # the CUDA capture tests, then capture against a plain forward pass on a random-init ~1B LLaMA-layout
 # model in bfloat16, 8 x 1024 tokens, and the profile of one capture. Run from the repository root:
 #     bash benchmarks/gpu_session.sh            # writes $OUT/gpu.json and $OUT/gpu.log when OUT is set
-# Wheels in .whl/ (pydantic and its parts) are installed first when the machine lacks them.
+# The device image has torch and transformers but may lack pydantic: fetch its wheels into .whl/ here
+# first (ignored by git; pass it to the device tool's carry), and they are installed when missing:
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#         pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
 set -u
 OUT=${OUT:-/tmp/geomcheck-gpu}
 mkdir -p "$OUT"
