@@ -46,6 +46,9 @@ from geomcheck.properties import REGISTRY  # noqa: F401  (imported here, so no s
 from geomcheck.spec.schema import Spec, load_spec, parse_spec
 from geomcheck.spec.yaml_positions import MAX_SPEC_BYTES, MAX_WRITTEN_NODES
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test suite's helpers (tiny models, YAML paths)
+from nested_paths import get, paths, set_at  # noqa: E402
+
 CASE = "specs/case.yaml"
 BASE: dict = {
     "name": "fuzz",
@@ -103,29 +106,7 @@ def _junk(rng: random.Random) -> object:
     return rng.randrange(-3, 40)
 
 
-def _paths(data: object, prefix: tuple = ()) -> list[tuple]:
-    found = [prefix] if prefix else []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += _paths(value, prefix + (key,))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            found += _paths(value, prefix + (index,))
-    return found
-
-
-PATHS = _paths(BASE)
-
-
-def _get(data: object, path: tuple) -> object:
-    for part in path:
-        data = data[part]  # type: ignore[index]
-    return data
-
-
-def _set(data: object, path: tuple, value: object) -> None:
-    with contextlib.suppress(KeyError, IndexError, TypeError):
-        _get(data, path[:-1])[path[-1]] = value  # type: ignore[index]
+PATHS = paths(BASE)
 
 
 def _dump(data: object, rng: random.Random) -> str:
@@ -138,14 +119,14 @@ def gen_mutation(rng: random.Random) -> str:
         action = rng.randrange(3)
         path = rng.choice(PATHS)
         if action == 0:
-            _set(data, path, _junk(rng))
+            set_at(data, path, _junk(rng))
         elif action == 1:
             with contextlib.suppress(KeyError, IndexError, TypeError):
-                target = _get(data, path[:-1])
+                target = get(data, path[:-1])
                 del target[path[-1]]  # type: ignore[index, union-attr]
         else:
             with contextlib.suppress(KeyError, IndexError, TypeError):
-                target = _get(data, path[:-1])
+                target = get(data, path[:-1])
                 if isinstance(target, dict):
                     target[rng.choice(["zzz", "expect", "mostly", "on", "gate", "params", "inputs", "é", "1"])] = _junk(rng)
     return _dump(data, rng)
@@ -195,9 +176,9 @@ def gen_breakers(rng: random.Random) -> str:
 
 def gen_tags(rng: random.Random) -> str:
     data = copy.deepcopy(BASE)
-    scalars = [p for p in PATHS if not isinstance(_get(BASE, p), (dict, list))]
+    scalars = [p for p in PATHS if not isinstance(get(BASE, p), (dict, list))]
     placeholder = "__tagged_value__"
-    _set(data, rng.choice(scalars), placeholder)
+    set_at(data, rng.choice(scalars), placeholder)
     value = rng.choice(TAG_TEXT) if rng.random() < 0.7 else str(_junk(rng))
     return _dump(data, rng).replace(f"'{placeholder}'", placeholder).replace(placeholder, f"{rng.choice(TAGS)} {json.dumps(value)}")
 
@@ -205,7 +186,7 @@ def gen_tags(rng: random.Random) -> str:
 def gen_nulls(rng: random.Random) -> str:
     data = copy.deepcopy(BASE)
     for _ in range(rng.randrange(1, 4)):
-        _set(data, rng.choice(PATHS), None)
+        set_at(data, rng.choice(PATHS), None)
     checks = data.get("checks")
     if rng.random() < 0.5 and isinstance(checks, list) and isinstance(checks[-1], dict):
         inputs = checks[-1].setdefault("inputs", {})
@@ -390,7 +371,6 @@ def run_campaign(count: int, seed: int, project: Path, audit: WriteAudit) -> tup
 
 def run_update(accepted: list[tuple[str, str]], sample: int, seed: int, sandbox: Path, project: Path, audit: WriteAudit) -> tuple[Counter, list[str]]:
     """Accepted specs end to end with update semantics on a tiny random model; writes confined to two roots."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from tiny import save_tiny
 
     from geomcheck.runner import BaselineOptions, RunOptions, run_cli

@@ -21,6 +21,7 @@ from geomcheck.errors import InputError, SpecError
 from geomcheck.properties.base import PropertyDef, PropertyParams
 from geomcheck.spec.schema import Spec, parse_spec
 from geomcheck.spec.yaml_positions import MAX_SPEC_BYTES, MAX_WRITTEN_NODES
+from nested_paths import get, paths
 
 
 class Params(PropertyParams):
@@ -104,27 +105,10 @@ junk = st.one_of(
 )
 
 
-def _paths(data: object, prefix: tuple = ()) -> list[tuple]:
-    found = [prefix] if prefix else []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += _paths(value, prefix + (key,))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            found += _paths(value, prefix + (index,))
-    return found
+PATHS = paths(VALID)
 
 
-PATHS = _paths(VALID)
-
-
-def _get(data: object, path: tuple) -> object:
-    for part in path:
-        data = data[part]  # type: ignore[index]
-    return data
-
-
-MAPPING_PATHS = [()] + [p for p in PATHS if isinstance(_get(VALID, p), dict)]
+MAPPING_PATHS = [()] + [p for p in PATHS if isinstance(get(VALID, p), dict)]
 
 
 @FUZZ
@@ -137,19 +121,19 @@ def test_wrong_types_unknown_keys_and_missing_keys(replacements: list, extra: li
     data = copy.deepcopy(VALID)
     for path, value in replacements:
         try:
-            _get(data, path[:-1])[path[-1]] = value
+            get(data, path[:-1])[path[-1]] = value
         except (KeyError, IndexError, TypeError):
             pass
     for path, key, value in extra:
         try:
-            target = _get(data, path)
+            target = get(data, path)
         except (KeyError, IndexError, TypeError):
             continue
         if isinstance(target, dict):
             target[key] = value
     for path in deletions:
         try:
-            del _get(data, path[:-1])[path[-1]]
+            del get(data, path[:-1])[path[-1]]
         except (KeyError, IndexError, TypeError):
             pass
     outcome(yaml.safe_dump(data, sort_keys=False))
@@ -221,7 +205,7 @@ def test_empty_and_blank_files(text: str) -> None:
 # ---------------------------------------------------------------- issue #12: tags, nulls, symlinks, flat lists
 
 TAGS = ["!!bool", "!!int", "!!float", "!!null", "!!str", "!!timestamp", "!!binary", "!!set", "!!omap", "!!python/none", "!custom", "!"]
-SCALAR_PATHS = [p for p in PATHS if not isinstance(_get(VALID, p), (dict, list))]
+SCALAR_PATHS = [p for p in PATHS if not isinstance(get(VALID, p), (dict, list))]
 PLACEHOLDER = "__geomcheck_fuzz_value__"
 
 
@@ -229,7 +213,7 @@ PLACEHOLDER = "__geomcheck_fuzz_value__"
 @given(path=st.sampled_from(SCALAR_PATHS), tag=st.sampled_from(TAGS), value=st.one_of(st.text(max_size=12), st.sampled_from(["", "-", "+", "_", ".", "0x", "0b_", "maybe", "1:", "~", "1e5", ".inf"])))
 def test_explicit_tags_on_any_value(path: tuple, tag: str, value: str) -> None:
     data = copy.deepcopy(VALID)
-    _get(data, path[:-1])[path[-1]] = PLACEHOLDER
+    get(data, path[:-1])[path[-1]] = PLACEHOLDER
     text = yaml.safe_dump(data, sort_keys=False).replace(PLACEHOLDER, f"{tag} {json.dumps(value)}")
     outcome(text)
 
@@ -240,7 +224,7 @@ def test_nulls_anywhere(paths: list) -> None:
     data = copy.deepcopy(VALID)
     for path in paths:
         try:
-            _get(data, path[:-1])[path[-1]] = None
+            get(data, path[:-1])[path[-1]] = None
         except (KeyError, IndexError, TypeError):
             pass
     outcome(yaml.safe_dump(data, sort_keys=False))
