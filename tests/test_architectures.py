@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 from dataclasses import replace
 
@@ -267,6 +268,7 @@ def test_gguf_header_reader_skips_every_value_type_before_the_architecture(tmp_p
     (_raw_gguf([_key("general.name", 8, _string("x"))]), "has no general.architecture"),
     (_raw_gguf([_key("general.name", 8, b"\xff" * 8 + b"x")]), "not a readable GGUF file .*string of"),
     (_raw_gguf([_key("general.name", 99, b"")]), "not a readable GGUF file .*unknown value type 99"),
+    (_raw_gguf([_key("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 0, 1 << 40))]), "an array of 1099511627776 values"),
 ])
 def test_a_broken_gguf_header_is_named_not_a_traceback(tmp_path, content, message):
     from geomcheck.errors import ModelLoadError

@@ -6,6 +6,7 @@ geomcheck refuses, or transformers cannot dequantize, should fail in millisecond
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from geomcheck.errors import ModelLoadError, UnsupportedArchitectureError
@@ -46,8 +47,6 @@ class _Header:
         return data
 
     def number(self, code: str) -> int:
-        import struct
-
         return struct.unpack(self.order + code, self.take(struct.calcsize(code)))[0]
 
     def string(self) -> bytes:
@@ -64,7 +63,7 @@ class _Header:
         elif kind == _ARRAY:
             inner, count = self.number("I"), self.number("Q")
             if inner in _FIXED:
-                if inner * count > self.size:
+                if _FIXED[inner] * count > self.size:
                     raise ValueError(f"an array of {count} values in a file of {self.size} bytes")
                 self.handle.seek(_FIXED[inner] * count, 1)
             else:

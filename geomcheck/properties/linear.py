@@ -130,14 +130,13 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
     y = np.asarray(y, dtype=np.float64)
     if components:
         x = x - x.mean(axis=0)  # moments about the overall mean stay well conditioned
-        total_sum = np.zeros(x.shape[1])  # zero after centring; kept for the fold arithmetic below
         total_square = x.T @ x if scatter is None else scatter
     decisions = np.empty(len(x))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if components:
             n = len(train)
             held = x[test]
-            mean = (total_sum - held.sum(axis=0)) / n
+            mean = -held.sum(axis=0) / n  # the training rows' mean: the centred rows sum to zero
             covariance = (total_square - held.T @ held - n * np.outer(mean, mean)) / max(n - 1, 1)
             _, vectors = top_eigenvectors(covariance, min(components, n, x.shape[1]))
             projected = x @ vectors - mean @ vectors  # every row once; no copies of the wide training rows

@@ -39,7 +39,7 @@ R = TypeVar("R")
 def map_on_cores(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``[function(item) for item in items]``, on as many threads as there are cores, in order.
 
-    For independent, pure pieces of a measurement (jackknife replicates, per-block probes): their time
+    For independent, pure pieces of a measurement (the jackknife's replicates): their time
     is mostly in BLAS and LAPACK, which release the GIL, so threads run them side by side and share the
     capture without copying it. The results do not depend on the scheduling.
     """

@@ -124,9 +124,9 @@ class InputRow:
 @cache
 def page_template() -> dict:
     """The plotly template every figure on a page is drawn with, as JSON once per process."""
-    from geomcheck.report.figures import TEMPLATE
-
     from plotly.utils import PlotlyJSONEncoder
+
+    from geomcheck.report.figures import TEMPLATE
 
     return json.loads(json.dumps(pio.templates[TEMPLATE].to_plotly_json(), cls=PlotlyJSONEncoder))
 
