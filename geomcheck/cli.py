@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="write no HTML report")
     run.add_argument("--umap", action="store_true", help="add a UMAP view of the attention/MLP separation to the report "
                      "(about 10 s more per run: numba compiles it)")
+    run.add_argument("--report-input-text", action="store_true", dest="input_text",
+                     help="show the tokens of text and dataset inputs in the report (off: they come from the checked repository)")
     run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
     run.add_argument("--update", action="store_true",
                      help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
@@ -285,6 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report=None if args.no_report else args.report,
         write_report=not args.no_report,
         umap=args.umap,
+        input_text=args.input_text,
         load=_load_options(args),
         token_budget=args.token_budget,
         baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update, force=args.force_update),

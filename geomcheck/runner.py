@@ -281,6 +281,7 @@ class RunOptions:
     report: str | None = None
     write_report: bool = True
     umap: bool = False
+    input_text: bool = False  # show text/dataset input tokens in the report (report.html.shown_tokens)
     load: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int | None = None
     baselines: BaselineOptions | None = None
@@ -316,7 +317,7 @@ def run_cli(options: RunOptions) -> int:
         from geomcheck.report import write_reports
 
         try:
-            written = write_reports(session, options.report, umap=options.umap)
+            written = write_reports(session, options.report, umap=options.umap, input_text=options.input_text)
         except OSError as exc:
             print(f"geomcheck: error: cannot write the report: {exc.strerror or exc} ({exc.filename or options.report})", file=sys.stderr)
             return 3

@@ -112,7 +112,8 @@ def fixture_session(tmp_path_factory) -> GeomSession:
 
 @pytest.fixture(scope="module")
 def report(fixture_session, tmp_path_factory) -> Path:
-    (path,) = write_reports(fixture_session, str(tmp_path_factory.mktemp("report") / "tiny.html"), umap=True)
+    # input_text: the tokens planted in the text inputs must reach the page, to show they arrive escaped.
+    (path,) = write_reports(fixture_session, str(tmp_path_factory.mktemp("report") / "tiny.html"), umap=True, input_text=True)
     return path
 
 

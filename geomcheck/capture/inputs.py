@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -10,11 +10,17 @@ from typing import Literal
 import numpy as np
 
 from geomcheck.errors import InputError
+from geomcheck.safe_read import ReadLimits, UnsafeReadError, check_confined, read_confined, regular_size, walk_files
 
 InputMode = Literal["corpus", "text", "dataset", "single_token", "repeated_token"]
 INPUT_MODES: tuple[str, ...] = ("corpus", "text", "dataset", "single_token", "repeated_token")
 DEFAULT_TOKEN_BUDGET = 2_000_000
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
+# The token budget (2M tokens) needs about 10 MB of English; the caps leave room and stop a sparse
+# multi-gigabyte file or a folder of a million files before they are read.
+TEXT_LIMITS = ReadLimits(file_bytes=32 << 20, total_bytes=64 << 20, files=10_000)
+# A local dataset folder also holds indexes and columns besides the text.
+DATASET_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,14 @@ class InputSpec:
     tokens: int = 256
     seed: int = 0
     bos: bool | None = None
+    # The folder every file read for a text or local dataset source must lie in (links included): the
+    # spec's project root. None: the source itself (a folder) or the folder holding it (a file).
+    root: str | None = field(default=None, compare=False)
+
+    @property
+    def shows_source_text(self) -> bool:
+        """Whether the tokens come from text a user or a pull request supplied, which reports keep out by default."""
+        return self.mode in ("text", "dataset")
 
     @property
     def length_bound(self) -> int:
@@ -85,20 +99,93 @@ def bundled_corpus_text() -> str:
     return "\n\n".join(part.strip() for part in parts)
 
 
-def read_text_source(source: str) -> str:
+def text_source_files(source: str, root: str | None = None) -> tuple[list[Path], Path]:
+    """The files a text source reads, and the folder they must lie in; refused as a whole when any would escape.
+
+    ``root`` defaults to the source folder itself (or a file's folder): text a caller names directly is
+    trusted, links inside it to elsewhere are not. Every file must really lie inside the root and be a
+    regular file within TEXT_LIMITS; links that lead nowhere (dangling, loops) hold no text and are
+    passed over. Checked from ``stat`` only, so a spec can be validated without reading its inputs.
+    """
     path = Path(source).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
-        if not files:
-            raise InputError(f"text folder {path} holds no {'/'.join(TEXT_SUFFIXES)} files")
-        return "\n\n".join(p.read_text(encoding="utf-8", errors="replace").strip() for p in files)
-    if path.is_file():
-        return path.read_text(encoding="utf-8", errors="replace")
-    raise InputError(f"text source {path} does not exist")
+    try:
+        if path.is_dir():
+            boundary = Path(root) if root is not None else path
+            listed = walk_files(path, boundary, TEXT_SUFFIXES, TEXT_LIMITS.files, "text input")
+            files = [file for file in listed if not (file.is_symlink() and not file.exists())]
+            if not files:
+                raise InputError(f"text folder {path} holds no {'/'.join(TEXT_SUFFIXES)} files")
+        elif path.exists() or path.is_symlink():
+            boundary = Path(root) if root is not None else path.absolute().parent
+            files = [path]
+        else:
+            raise InputError(f"text source {path} does not exist")
+        total = 0
+        for file in files:
+            size = regular_size(file, boundary, "text input")
+            if size > TEXT_LIMITS.file_bytes:
+                raise InputError(f"text input {file} holds {size:,} bytes, over the limit of {TEXT_LIMITS.file_bytes:,} per file")
+            total += size
+    except UnsafeReadError as exc:
+        raise InputError(str(exc)) from None
+    if total > TEXT_LIMITS.total_bytes:
+        raise InputError(f"text source {path} holds {total:,} bytes, over the limit of {TEXT_LIMITS.total_bytes:,}; point it at a smaller folder")
+    return files, boundary
 
 
-def dataset_text(dataset_id: str, *, max_chars: int = 5_000_000) -> str:
-    """Text of a Hugging Face dataset's ``text`` column, if the optional ``datasets`` package can load it."""
+def read_text_source(source: str, root: str | None = None) -> str:
+    """The text of a file, or of every text file under a folder (text_source_files), checked again as each is read.
+
+    The second check is on the open descriptor (read_confined), so a link planted after validation
+    escapes no better. Refusals are InputErrors naming the file.
+    """
+    files, boundary = text_source_files(source, root)
+    texts, total = [], 0
+    try:
+        for file in files:
+            data = read_confined(file, boundary, TEXT_LIMITS.file_bytes, "text input")
+            total += len(data)
+            if total > TEXT_LIMITS.total_bytes:
+                raise InputError(f"text source {source} holds more than {TEXT_LIMITS.total_bytes:,} bytes; point it at a smaller folder")
+            texts.append(data.decode("utf-8", errors="replace"))
+    except UnsafeReadError as exc:
+        raise InputError(str(exc)) from None
+    return texts[0] if not Path(source).expanduser().is_dir() else "\n\n".join(text.strip() for text in texts)
+
+
+def local_dataset_path(dataset_id: str, root: str | None) -> Path | None:
+    """The local file or folder a dataset id names, if any: ``datasets`` reads such ids from disk, not the hub."""
+    candidates = [Path(dataset_id).expanduser()]
+    if root is not None and not Path(dataset_id).is_absolute():
+        candidates.insert(0, Path(root) / dataset_id)
+    for candidate in candidates:
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return None
+
+
+def check_local_dataset(dataset_id: str, root: str | None) -> None:
+    """A dataset id that names local files is confined like a text source: the path and every file under it."""
+    local = local_dataset_path(dataset_id, root)
+    if local is None:
+        return
+    boundary = Path(root) if root is not None else (local if local.is_dir() else local.absolute().parent)
+    try:
+        check_confined(local, boundary, "dataset source")
+        files = walk_files(local, boundary, None, TEXT_LIMITS.files, "dataset input") if local.is_dir() else [local]
+        total = sum(regular_size(file, boundary, "dataset input") for file in files)
+    except UnsafeReadError as exc:
+        raise InputError(str(exc)) from None
+    if total > DATASET_BYTES:
+        raise InputError(f"dataset source {local} holds {total:,} bytes, over the limit of {DATASET_BYTES:,}; point it at a smaller one")
+
+
+def dataset_text(dataset_id: str, *, max_chars: int = 5_000_000, root: str | None = None) -> str:
+    """Text of a Hugging Face dataset's ``text`` column, if the optional ``datasets`` package can load it.
+
+    An id that names local files is confined first (check_local_dataset), since ``datasets`` reads
+    whatever a local path holds."""
+    check_local_dataset(dataset_id, root)
     try:
         import datasets
     except ImportError:
@@ -143,8 +230,8 @@ def _text_for(spec: InputSpec) -> tuple[str, str]:
     if spec.source is None:
         raise InputError(f"input mode {spec.mode!r} needs a source ({'a file or folder' if spec.mode == 'text' else 'a dataset id'})")
     if spec.mode == "text":
-        return read_text_source(spec.source), f"text from {spec.source}"
-    return dataset_text(spec.source), f"dataset {spec.source}"
+        return read_text_source(spec.source, spec.root), f"text from {spec.source}"
+    return dataset_text(spec.source, root=spec.root), f"dataset {spec.source}"
 
 
 def _chunks(text: str, origin: str, spec: InputSpec, rng: np.random.Generator, tokenizer) -> tuple[np.ndarray, str]:

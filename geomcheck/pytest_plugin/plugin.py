@@ -42,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--geom-umap", action="store_true", dest="geom_umap", default=False,
                     help="add a UMAP view of the attention/MLP separation to the report (about 10 s more: numba compiles it)")
     parser.addini("geom_umap", type="bool", default=False, help="like --geom-umap")
+    # Command line only, no ini: the ini file belongs to the repository under test, the command line to who runs it.
+    group.addoption("--geom-report-input-text", action="store_true", dest="geom_report_input_text", default=False,
+                    help="show the tokens of text and dataset inputs in the report (off: they come from the checked repository)")
     group.addoption("--geom-allow-pickle", action="store_true", dest="geom_allow_pickle", default=False,
                     help="allow pickle-based checkpoints (.bin/.pt), loaded with weights_only=True")
     group.addoption("--geom-update", action="store_true", dest="geom_update", default=False,

@@ -25,7 +25,8 @@ class ReportWriter:
         from geomcheck.report import write_reports
 
         umap = bool(self.config.getoption("geom_umap") or self.config.getini("geom_umap"))
-        self.paths = [str(p) for p in write_reports(geom, setting(self.config, "geom_report"), umap=umap)]
+        input_text = bool(self.config.getoption("geom_report_input_text"))
+        self.paths = [str(p) for p in write_reports(geom, setting(self.config, "geom_report"), umap=umap, input_text=input_text)]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         for path in self.paths:

@@ -90,11 +90,13 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(session: SessionView, report: str | None, *, umap: bool = False) -> list[Path]:
+def write_reports(session: SessionView, report: str | None, *, umap: bool = False, input_text: bool = False) -> list[Path]:
     """Write one HTML report per (model, spec) in ``session.results``; returns the paths written.
 
     ``report`` is a file or folder (see ``report_paths``); ``"none"`` writes nothing. ``umap`` adds the UMAP
     view of the attention/MLP separation (off by default: numba compiles it for about 10 s per process).
+    ``input_text`` shows the tokens of text and dataset inputs in hovers; off by default, because those
+    files come with the repository under test and a report is published (see report.html.shown_tokens).
     """
     if report is not None and str(report).strip().lower() == DISABLED:
         return []
@@ -109,7 +111,7 @@ def write_reports(session: SessionView, report: str | None, *, umap: bool = Fals
         if all(result.outcome.status == "skipped" for result in results):
             continue  # a spec that does not apply to this model: the run says why; an empty page would not
         with one_blas_thread():  # the figures' PCAs and probes: small linear algebra (geomcheck.properties.threads)
-            page = render_report(session, model, results[0].spec, results, umap=umap)
+            page = render_report(session, model, results[0].spec, results, umap=umap, input_text=input_text)
         write_atomically(path, page)
         written.append(path)
     return written

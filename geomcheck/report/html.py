@@ -24,12 +24,14 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from geomcheck import properties
+from geomcheck.capture.activations import Activations
 from geomcheck.capture.inputs import InputSpec
 from geomcheck.gate.results import CaptureRecord, CheckResult, SessionView
 from geomcheck.models.loader import LoadedModel
 from geomcheck.report.figures import (
     Figure,
     FigureInput,
+    TokenText,
     Verdict,
     display_token,
     metric_figure,
@@ -118,7 +120,7 @@ class InputRow:
     bos: bool
     seed: int
     seconds: float | None
-    example: tuple[str, ...]
+    example: tuple[str, ...] | None  # None: text from the checked repository, not shown (shown_tokens)
 
 
 @cache
@@ -152,12 +154,14 @@ class _Figures:
         return block
 
 
-def render_report(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult], *, umap: bool = False) -> str:
+def render_report(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult], *, umap: bool = False,
+                  input_text: bool = False) -> str:
     """The full HTML text of one (model, spec) report."""
     loaded = session.models().get(model)
     captures = session.captures()
     figures = _Figures()
-    sections = [_section(session, model, spec, prop, [r for r in results if r.check.property == prop], captures, figures, loaded, umap)
+    sections = [_section(session, model, spec, prop, [r for r in results if r.check.property == prop], captures, figures, loaded, umap,
+                         input_text)
                 for prop in dict.fromkeys(r.check.property for r in results)]
     rows = [row for section in sections for row in section.checks]
     overview = overview_figure([Verdict(r.check, r.measurement, r.outcome.failing_layers, r.outcome.status) for r in results])
@@ -172,7 +176,7 @@ def render_report(session: SessionView, model: str, spec: Spec, results: Sequenc
         "notes": list(loaded.notes) if loaded is not None else [],
         "baseline": _baseline_line(session, model, spec),
         "spec": spec,
-        "inputs": _inputs(session, model, spec, results, captures, loaded),
+        "inputs": _inputs(session, model, spec, results, captures, loaded, input_text),
         "versions": _versions(),
         "wall_seconds": time.perf_counter() - session.started,
         "generated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -208,7 +212,8 @@ def _environment() -> jinja2.Environment:
 
 
 def _section(session: SessionView, model: str, spec: Spec, prop: str, results: Sequence[CheckResult],
-             captures: Captures, figures: _Figures, loaded: LoadedModel | None, umap: bool = False) -> Section:
+             captures: Captures, figures: _Figures, loaded: LoadedModel | None, umap: bool = False,
+             input_text: bool = False) -> Section:
     definition = properties.REGISTRY.get(prop)
     checks = tuple(_row(result) for result in results)
     groups, notes = [], []
@@ -222,9 +227,12 @@ def _section(session: SessionView, model: str, spec: Spec, prop: str, results: S
     for (input_spec, _, _), group in measured.items():
         record = captures.get((model, input_spec))
         acts = record.activations if record is not None else None
-        tokens = token_text(acts.tokens, loaded.tokenizer if loaded is not None else None) if acts is not None else None
+        tokens = shown_tokens(acts, input_spec, loaded, input_text)
         if acts is None:
             notes.append("the captured activations were not kept, so only plots from the measurement are shown")
+        elif tokens is None:
+            notes.append(f"tokens of the {input_spec.mode} inputs are not shown (pass --report-input-text or "
+                         "--geom-report-input-text to show them)")
         checked = [f for r in group if (f := metric_figure(r.check, r.measurement, r.outcome.failing_layers)) is not None]
         # A property plot of a metric some check here already plots by block would show the same numbers twice.
         own = [f for f in property_figures(FigureInput(group[0].measurement, acts, tokens, input_spec.seed, umap))
@@ -244,6 +252,18 @@ def _section(session: SessionView, model: str, spec: Spec, prop: str, results: S
         groups=tuple(groups),
         notes=tuple(notes),
     )
+
+
+def shown_tokens(acts: Activations | None, inputs: InputSpec, loaded: LoadedModel | None, input_text: bool) -> TokenText | None:
+    """Token text for hovers, or None: only the bundled corpus and vocabulary draws unless the caller asks.
+
+    Text and dataset inputs are files of the repository being checked; a published report must not carry
+    them (nor their token ids, which decode back to the text) on a pull request's say-so. Asking is a
+    command-line option only, not a spec or ini setting, so the person running the gate decides.
+    """
+    if acts is None or (inputs.shows_source_text and not input_text):
+        return None
+    return token_text(acts.tokens, loaded.tokenizer if loaded is not None else None)
 
 
 def _first_sight(figure: Figure, seen: set[str]) -> bool:
@@ -302,14 +322,16 @@ def _measured(result: CheckResult) -> str:
 
 
 def _inputs(session: SessionView, model: str, spec: Spec, results: Sequence[CheckResult], captures: Captures,
-            loaded: LoadedModel | None) -> list[InputRow]:
+            loaded: LoadedModel | None, input_text: bool) -> list[InputRow]:
     rows = []
     for input_spec in dict.fromkeys(session.inputs_for(spec, r.check) for r in results):
         record = captures.get((model, input_spec))
         if record is None:
             continue
         batch = record.batch
-        example = tuple(display_token(loaded.tokenizer if loaded is not None else None, int(t)) for t in batch.ids[0, :EXAMPLE_TOKENS])
+        example = None
+        if input_text or not input_spec.shows_source_text:
+            example = tuple(display_token(loaded.tokenizer if loaded is not None else None, int(t)) for t in batch.ids[0, :EXAMPLE_TOKENS])
         rows.append(InputRow(input_spec.mode, batch.description, batch.n_sequences, batch.length, batch.bos, input_spec.seed,
                              record.seconds, example))
     return rows

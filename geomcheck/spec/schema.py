@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from geomcheck.capture.inputs import InputMode, InputSpec
-from geomcheck.errors import SpecError, SpecProblem
+from geomcheck.capture.inputs import InputMode, InputSpec, check_local_dataset, text_source_files
+from geomcheck.errors import InputError, SpecError, SpecProblem
 from geomcheck.paths import MAX_NAME_LENGTH, is_safe_name, safe_component
 from geomcheck.spec.layers import (
     SELECTOR_FORMS,
@@ -362,7 +362,7 @@ class Check(_Model):
 
     def effective_inputs(self, spec: Spec) -> InputSpec:
         """InputSpec defaults, then the spec's ``inputs``, then this check's; text sources are absolute paths."""
-        merged = spec.inputs.over(InputSpec())
+        merged = spec.base_inputs()
         if self.inputs is not None:
             merged = self.inputs.over(merged)
         if merged.mode not in SOURCE_MODES and merged.source is not None:
@@ -381,6 +381,7 @@ class Spec(_Model):
     inputs: Inputs = Inputs()
     checks: tuple[Check, ...]
     warnings: tuple[str, ...] = Field((), description="file:line: lines for checks that are valid but likely mistaken")
+    root: Path | None = Field(None, exclude=True, description="the project root every input file must lie in, links followed")
 
     @property
     def display_path(self) -> str:
@@ -391,7 +392,7 @@ class Spec(_Model):
         return self.applies_to is None or self.applies_to.matches(model_ref_text, family)
 
     def base_inputs(self) -> InputSpec:
-        return self.inputs.over(InputSpec())
+        return self.inputs.over(InputSpec(root=str(self.root) if self.root is not None else None))
 
 
 # ---------------------------------------------------------------- loading
@@ -534,6 +535,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
         inputs=with_source(doc.inputs, ("inputs", "source")) or Inputs(),
         checks=tuple(checks),
         warnings=tuple(warnings),
+        root=root.resolve(),
     )
 
 
@@ -662,7 +664,13 @@ def _check_sources(located: Located, data: dict, raw_checks: list, root: Path, p
                 what = "a file or folder inside the project" if mode == "text" else "a dataset id"
                 problems.append(located.problem(mode_at, f"input mode {mode!r} needs a source: {what}."))
             continue
-        if mode != "text" or source_at in reported or source_at in resolved:
+        if source_at in reported or source_at in resolved:
+            continue
+        if mode == "dataset":
+            message = _local_dataset_problem(source, root)
+            if message is not None:
+                reported.add(source_at)
+                problems.append(located.problem(source_at, message))
             continue
         path, message = _resolve_source(source, root)
         if message is not None:
@@ -691,7 +699,20 @@ def _resolve_source(source: str, root: Path) -> tuple[str, str | None]:
         )
     if not exists:
         return "", f"text source {show_value(source)} does not exist (looked for {full})."
+    try:
+        text_source_files(str(full), str(root))
+    except InputError as exc:
+        return "", f"text source {show_value(source)}: {exc}."
     return str(full), None
+
+
+def _local_dataset_problem(source: str, root: Path) -> str | None:
+    """A dataset id naming local files is held to the text sources' rules (``datasets`` would read them)."""
+    try:
+        check_local_dataset(source, str(root))
+    except InputError as exc:
+        return f"dataset source {show_value(source)}: {exc}."
+    return None
 
 
 
