@@ -136,7 +136,7 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     if np.ptp(x, axis=0).max() == 0:
         return invalid(NAME, "attn_out and mlp_out samples are all identical (constant or zero activations)", layers, params)
     k = params.pca_components
-    pca = deterministic_pca(min(k, *x.shape), x.shape).fit(x)
+    pca = deterministic_pca(min(k, *x.shape)).fit(x)
     z = pca.transform(x)
     def needed(metric: str, per_layer: bool = False) -> bool:
         return wanted is None or wanted.needs(metric, per_layer=per_layer)
@@ -147,7 +147,7 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
         for b in layers:
             rows = block == b
             # One label-free PCA per block (not per fold) keeps thirty-block models fast; labels stay held out.
-            zb = deterministic_pca(min(k, int(rows.sum()) - 1, x.shape[1]), x[rows].shape).fit_transform(x[rows])
+            zb = deterministic_pca(min(k, int(rows.sum()) - 1, x.shape[1])).fit_transform(x[rows])
             per_probe[b] = _probe(zb, y[rows], seq[rows], params.folds, None)
             per_fisher[b] = _fisher(zb, y[rows])
     silhouette_rng = int(rng.integers(2**31))

@@ -15,7 +15,6 @@ from typing import Generic, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sklearn.base import TransformerMixin
-from sklearn.decomposition import PCA
 
 from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Site
@@ -83,17 +82,14 @@ class Wanted:
 
 
 
-def deterministic_pca(components: int, shape: tuple[int, int]) -> TransformerMixin:
-    """An exact PCA through whichever second-moment matrix is smaller (``TopPCA``); randomized (seeded)
-    only when both are large.
+def deterministic_pca(components: int) -> TransformerMixin:
+    """An exact PCA (``TopPCA``): through whichever second-moment matrix is smaller, or, when both are
+    wider than ``spectral.EXACT_WIDTH``, by seeded block Krylov iteration to a residual tolerance.
 
-    Exact solvers make a measurement bit-for-bit repeatable; the randomized one is kept for
-    inputs where an exact decomposition would dominate the run time.
+    Either way a measurement is repeatable and its cost grows linearly with the width once the width
+    is large.
     """
-    n, d = shape
-    if min(n, d) <= 2048:
-        return TopPCA(components)
-    return PCA(n_components=components, svd_solver="randomized", random_state=0)
+    return TopPCA(components)
 
 
 def invalid(name: str, reason: str, layers: Iterable[int], params: PropertyParams) -> Measurement:

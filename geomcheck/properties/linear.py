@@ -8,7 +8,9 @@ the forward passes (docs/performance.md). The quantities are the same, computed 
 - PCA needs only the top ``k`` (at most 64) directions, so it takes them from a partial symmetric
   eigendecomposition (LAPACK's ``syevr``) of whichever second-moment matrix is smaller, d x d or
   n x n. A fold's training covariance is the full one minus the held-out rows' own, so the folds of
-  one probe share a single pass over the data.
+  one probe share a single pass over the data. When both matrices would be wider than
+  ``spectral.EXACT_WIDTH`` (d^3 work, the wall at widths of 2048 and more), the same top-k pairs come
+  from block Krylov iteration on the data itself (``geomcheck.properties.spectral``), linear in d.
 - The probe's objective is scikit-learn's: L2 penalty ``0.5 |w|^2 / C`` plus the summed log-loss, the
   intercept unpenalised. It is strictly convex, so every converged solver lands on the same
   minimiser; for the few features a PCA leaves, Newton's method with a backtracking line search gets
@@ -19,10 +21,14 @@ the forward passes (docs/performance.md). The quantities are the same, computed 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.linalg import eigh
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
+
+from geomcheck.properties import spectral
+from geomcheck.properties.spectral import as_tensor, orient, top_covariance_eigen
 
 NEWTON_MAX_FEATURES = 64  # above this, a Newton step's d x d solve costs more than lbfgs's iterations
 
@@ -54,6 +60,15 @@ class TopPCA(TransformerMixin, BaseEstimator):
         k = min(self.n_components, n, d)
         self.mean_ = x.mean(axis=0)
         centred = x - self.mean_
+        self.scatter_ = None
+        if min(n, d) > spectral.EXACT_WIDTH:  # both second-moment matrices too wide to decompose: iterate on the data
+            eigen = top_covariance_eigen(as_tensor(centred), k)
+            total = float(np.einsum("ij,ij->", centred, centred)) / max(n - 1, 1)
+            self.components_ = orient(eigen.vectors).T.numpy()
+            self.explained_variance_ = eigen.values.numpy()
+            self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else np.zeros(k)
+            self.n_components_ = k
+            return self
         second = centred.T @ centred if d <= n else centred @ centred.T  # the smaller of the two
         # The d x d scatter about the mean, kept for a probe over the same rows (held_out_decisions).
         self.scatter_ = second.copy() if d <= n else None
@@ -74,6 +89,9 @@ class TopPCA(TransformerMixin, BaseEstimator):
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) - self.mean_) @ self.components_.T
+
+    def fit_transform(self, x: np.ndarray, y: object = None) -> np.ndarray:
+        return self.fit(x).transform(x)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0, max_iter: int = 100) -> tuple[np.ndarray, float]:
@@ -121,24 +139,34 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
 
     With ``components``, the probe sees the exact top-k PCA of its training fold; that fold's covariance
     is the full second moment minus the held-out rows' own, so the folds share one pass over the data.
-    ``scatter`` is that pass when the caller has it (``TopPCA(...).fit(x).scatter_``). None when there
-    are fewer groups than folds.
+    ``scatter`` is that pass when the caller has it (``TopPCA(...).fit(x).scatter_``). Wider than
+    ``EXACT_WIDTH``, each fold iterates on its own rows instead (linear in d), warm-started from the
+    full data's directions. None when there are fewer groups than folds.
     """
     if len(np.unique(groups)) < folds:
         return None  # too few sequences among these points to hold any out
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    wide = bool(components) and x.shape[1] > spectral.EXACT_WIDTH
     if components:
         x = x - x.mean(axis=0)  # moments about the overall mean stay well conditioned
-        total_square = x.T @ x if scatter is None else scatter
+        if wide:
+            rows = as_tensor(x)
+            warm = top_covariance_eigen(rows, components).vectors
+        else:
+            total_square = x.T @ x if scatter is None else scatter
     decisions = np.empty(len(x))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if components:
             n = len(train)
             held = x[test]
             mean = -held.sum(axis=0) / n  # the training rows' mean: the centred rows sum to zero
-            covariance = (total_square - held.T @ held - n * np.outer(mean, mean)) / max(n - 1, 1)
-            _, vectors = top_eigenvectors(covariance, min(components, n, x.shape[1]))
+            if wide:
+                fold = top_covariance_eigen(rows[torch.from_numpy(train)], components, shift=torch.from_numpy(mean), start=warm)
+                vectors = fold.vectors.numpy()
+            else:
+                covariance = (total_square - held.T @ held - n * np.outer(mean, mean)) / max(n - 1, 1)
+                _, vectors = top_eigenvectors(covariance, min(components, n, x.shape[1]))
             projected = x @ vectors - mean @ vectors  # every row once; no copies of the wide training rows
             train_x, test_x = projected[train], projected[test]
         else:

@@ -86,7 +86,7 @@ def _helix(points: np.ndarray, components: int) -> tuple[float, float, list[floa
     if len(points) < 8 or np.ptp(points, axis=0).max() == 0:
         return None
     k = min(components, points.shape[1], len(points) - 1)
-    pca = deterministic_pca(k, points.shape)
+    pca = deterministic_pca(k)
     coords = pca.fit_transform(points)
     fits = [_fit_sinusoid(coords[:, j]) for j in range(k)]
     total = sum(f[2] for f in fits)

@@ -123,7 +123,7 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
         share[b] = _omega_squared(x, bins)
         if wanted is not None and not wanted.needs("position_silhouette"):
             continue  # a jackknife replicate that does not need the (costly) silhouette or the figure data
-        z = deterministic_pca(min(params.pca_components, *x.shape), x.shape).fit_transform(x)
+        z = deterministic_pca(min(params.pca_components, *x.shape)).fit_transform(x)
         silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
         if b == layers[len(layers) // 2]:
             coords = z[:, :2]

@@ -326,7 +326,7 @@ def _probe_space(data: FigureInput):
     if key not in _PROBE_MEMO:
         # Two reports drawing one shared measurement (decoder.yaml's separation, llama.yaml's Fisher
         # ratio) show the same probe: fitted once per process.
-        pca = deterministic_pca(k, x.shape).fit(x)
+        pca = deterministic_pca(k).fit(x)
         decision = held_out_decisions(x, labels, sequences, folds, k, getattr(pca, "scatter_", None))
         _PROBE_MEMO.clear()
         _PROBE_MEMO[key] = (pca.transform(x), decision)
