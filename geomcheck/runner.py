@@ -10,6 +10,7 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -32,11 +33,21 @@ from geomcheck.gate.uncertainty import with_uncertainty
 from geomcheck.models.fingerprint import weights_fingerprint
 from geomcheck.models.loader import LoadedModel, LoadOptions, load, resolve
 from geomcheck.progress import Opener, Progress, block_progress, stderr_opener
-from geomcheck.properties.base import Measurement, Wanted
+from geomcheck.properties.base import Measurement, PropertyDef, Wanted
 from geomcheck.properties.threads import one_blas_thread
 from geomcheck.spec.expect import Outcome, errored, evaluate
 from geomcheck.spec.layers import resolve_layers
 from geomcheck.spec.schema import Check, Spec
+
+
+def capture_plan(props: Iterable[PropertyDef], seed: int) -> CapturePlan:
+    """What capture keeps for these properties: norms and maxima everywhere, samples and per-position
+    means only at the sites some property reads (``PropertyDef.needs``). On an accelerator the per-group
+    position sums are most of what a capture moves to the host; the main job's specs read none."""
+    props = list(props)
+    samples = tuple(sorted({pattern for prop in props for pattern in prop.needs.samples}))
+    means = tuple(sorted({pattern for prop in props for pattern in prop.needs.position_means}))
+    return CapturePlan(position_means=means, sampled=samples, seed=seed, progress=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,9 @@ class GeomSession:
     _measurements: dict[tuple, tuple[Measurement, Measurement, Wanted]] = field(default_factory=dict)  # plain, with errors, errors for
     _fingerprints: dict[str, str] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
+    # The properties each input set's capture must serve (``plan``); a capture keeps only what they read.
+    _planned: dict[InputSpec, set[str]] = field(default_factory=dict)
+    _served: dict[tuple[str, InputSpec], tuple[PropertyDef, ...]] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     shared_seconds: float = 0.0  # loading and capturing, paid once and shared, so never billed to one check
@@ -86,8 +100,21 @@ class GeomSession:
         effective = check.effective_inputs(spec)
         return replace(effective, seed=effective.seed + self.load_options.seed) if self.load_options.seed else effective
 
-    def capture(self, ref: str, input_spec: InputSpec) -> CaptureRecord:
+    def plan(self, checks: Iterable[tuple[Spec, Check]]) -> None:
+        """Say which checks will run, so each input set's capture keeps only what their properties read.
+
+        Without a plan (or for a check outside it) a capture serves every registered property, as a
+        caller measuring ad hoc expects; a planned capture that a later check needs more from is taken again.
+        """
+        for spec, check in checks:
+            self._planned.setdefault(self.inputs_for(spec, check), set()).add(check.property)
+
+    def capture(self, ref: str, input_spec: InputSpec, for_property: PropertyDef | None = None) -> CaptureRecord:
         key = (ref, input_spec)
+        served = self._served.get(key)
+        if served is not None and for_property is not None and not capture_plan(served, 0).covers(for_property.needs.samples, for_property.needs.position_means):
+            del self._captures[key]  # taken for other properties; this one reads more
+            self._planned.setdefault(input_spec, set()).update({prop.name for prop in served} | {for_property.name})
         if key not in self._captures:
             check_budget(input_spec, context_length=None, budget=self.token_budget)
             loaded = self.model(ref)
@@ -101,7 +128,8 @@ class GeomSession:
             )
             started = time.perf_counter()
             print(f"geomcheck: capturing {ref} on {batch.description}", file=sys.stderr)
-            plan = CapturePlan(seed=input_spec.seed, progress=False)
+            serving = tuple(properties.get(name) for name in sorted(self._planned.get(input_spec) or properties.REGISTRY))
+            plan = capture_plan(serving, input_spec.seed)
             progress = Progress(f"geomcheck: capturing {ref}", self.progress_opener)
             # The first capture of a model in a process starts with one short checking pass: counted as a batch.
             passes = -(-batch.n_sequences // plan.batch_size) + int(mapping_check_pending(loaded, plan))
@@ -109,6 +137,7 @@ class GeomSession:
                 acts = capture(loaded, batch, plan)
             progress.finish("captured")
             self._captures[key] = CaptureRecord(acts, batch, time.perf_counter() - started)
+            self._served[key] = serving
             self.shared_seconds += self._captures[key].seconds
         return self._captures[key]
 
@@ -138,8 +167,8 @@ class GeomSession:
         except ValueError as exc:
             return errored(check, model=ref, reason=f"{check.location}: layers: {exc}"), None
         input_spec = self.inputs_for(spec, check)
-        record = self.capture(ref, input_spec)
         prop = properties.get(check.property)
+        record = self.capture(ref, input_spec, prop)
         reason = prop.applies(record.activations)
         if reason:
             return Outcome.skip(reason, check=check, model=ref), None
@@ -296,6 +325,7 @@ def run_cli(options: RunOptions) -> int:
         for warning in spec.warnings:
             print(f"geomcheck: {warning}", file=sys.stderr)
     session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines)
+    session.plan((spec, check) for spec in specs for check in spec.checks)
     failed = errors = False
     for ref in options.models:
         for spec in specs:

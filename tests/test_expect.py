@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from geomcheck.properties.base import Measurement, Metric, PropertyDef, PropertyParams
+from geomcheck.properties.base import Measurement, Metric, MetricSpec, PropertyDef, PropertyParams
 from geomcheck.spec.expect import Outcome, errored, evaluate, format_value
 from geomcheck.spec.schema import Check, parse_spec
 
@@ -21,8 +21,13 @@ def _unused(*args: object) -> None:
     raise AssertionError("not called")
 
 
+def _per_layer(name: str) -> MetricSpec:
+    """A metric with per-layer values, as the parser sees it (its numbers are never computed here)."""
+    return MetricSpec(name, name, "value", per_layer=True)
+
+
 REGISTRY = {
-    "first_position_norm": PropertyDef("first_position_norm", Params, _unused, _unused, "position 0 norm", ("ratio", "norm"), "ratio")
+    "first_position_norm": PropertyDef("first_position_norm", Params, _unused, _unused, "position 0 norm", (_per_layer("ratio"), _per_layer("norm")), "ratio")
 }
 MODEL = "smollm2-135m"
 

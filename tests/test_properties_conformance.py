@@ -22,8 +22,19 @@ def run(prop: PropertyDef, acts) -> Measurement:
     return prop.measure(acts, prop.params(), layers_of(acts))
 
 
-def test_registry_covers_the_planted_cases():
+def test_every_property_declares_a_planted_case():
     assert set(PLANTED) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declared_metrics_are_what_the_measurement_describes(name):
+    prop = REGISTRY[name]
+    result = run(prop, PLANTED[name].build(0, True))
+    for spec in prop.metric_specs:
+        metric = result.metric(spec.name)
+        assert bool(metric.per_layer) == spec.per_layer, spec.name
+        assert "{" not in metric.description, spec.name  # every template field was filled
+    assert prop.metric_spec(PLANTED[name].metric).direction is not None  # the planted case says which way it moves
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,7 +97,7 @@ def test_zero_activations_are_invalid_not_errors(name):
     prop = REGISTRY[name]
     shape = (4, 6, 32, 8)
     tokens = np.repeat(np.arange(6)[:, None] + 10, 32, axis=1)
-    table = np.zeros((32, 8)) if name == "positional_helix" else None
+    table = np.zeros((32, 8)) if prop.needs.position_table else None
     acts = build_activations(np.zeros(shape), tokens=tokens, position_table=table)
     result = run(prop, acts)
     assert not result.valid and result.reason
@@ -99,7 +110,7 @@ def test_single_sequence_and_constant_inputs_do_not_raise(name):
     one = build_activations(rng.standard_normal((4, 1, 32, 8)), tokens=np.full((1, 32), 9), samples=32)
     constant = build_activations(np.ones((4, 6, 32, 8)), tokens=np.full((6, 32), 9))
     for acts in (one, constant):
-        if name == "positional_helix":
+        if prop.needs.position_table:
             acts = dataclasses.replace(acts, position_scheme="learned", position_table=np.ones((32, 8)))
         result = run(prop, acts)
         assert result.valid or result.reason
@@ -109,7 +120,7 @@ def test_single_sequence_and_constant_inputs_do_not_raise(name):
 def test_no_layers_is_invalid(name):
     prop = REGISTRY[name]
     result = prop.measure(PLANTED[name].build(0, True), prop.params(), ())
-    if result.valid:  # positional_helix reads the position table, which belongs to no block
+    if result.valid:  # a property that reads the position table (which belongs to no block) may measure it
         assert all(not m.per_layer for m in result.metrics.values())
     else:
         assert result.reason

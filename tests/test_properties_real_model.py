@@ -89,3 +89,13 @@ def test_norm_grows_late_spikes_and_collapses_at_final_norm_when_trained(pair):
     assert trained.metric("late_growth").aggregate > 3 > random.metric("late_growth").aggregate
     assert trained.metric("last_block_spike").aggregate > 1.1 > random.metric("last_block_spike").aggregate
     assert trained.metric("final_norm_drop").aggregate < 0.2 < random.metric("final_norm_drop").aggregate
+
+
+def test_the_residual_stream_uses_more_directions_when_trained(pair):
+    # A random-init stack collapses its tokens toward a few directions with depth; training keeps many in use
+    # from block 10 on (blocks 2-8 of SmolLM2 use only 2-7: measured, see geomcheck/properties/effective_rank.py).
+    trained, random = (measure("effective_rank", acts) for acts in pair)
+    ours, twin = trained.metric("participation_ratio"), random.metric("participation_ratio")
+    assert ours.aggregate > 1.5 * twin.aggregate
+    assert all(ours.per_layer[b] > 2 * twin.per_layer[b] for b in range(10, 29))
+    assert all(twin.per_layer[b + 1] <= twin.per_layer[b] * 1.02 for b in range(29))  # the twin's collapse, block by block

@@ -26,7 +26,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     session = run_fixture_session(tmp_path_factory.mktemp("browser-project"))
-    (report,) = write_reports(session, str(tmp_path_factory.mktemp("browser-report") / "tiny.html"))
+    # input_text: the planted tokens of the text inputs must reach the page, to show the browser renders them as text.
+    (report,) = write_reports(session, str(tmp_path_factory.mktemp("browser-report") / "tiny.html"), input_text=True)
     return report, open_report(report, screenshot=SCREENSHOT)
 
 

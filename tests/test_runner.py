@@ -94,3 +94,63 @@ def test_a_later_per_block_check_gets_per_block_errors_for_every_metric_the_meas
     assert a.metrics["max_abs_ratio"].se is not None and not a.metrics["max_abs_ratio"].per_layer_se
     b = session.run_check(b_spec, b_spec.checks[0], ref).measurement
     assert b.metrics["ratio"].per_layer_se and b.metrics["max_abs_ratio"].per_layer_se
+
+
+PLANNED = """\
+inputs: {sequences: 4, tokens: 16}
+checks:
+  - property: first_position_norm
+    expect: {min: 0.0}
+  - property: attn_mlp_separation
+    expect: {min: 0.0}
+"""
+LATER = """\
+inputs: {sequences: 4, tokens: 16}
+checks:
+  - property: sequence_structure
+    expect: {min: -1.0}
+"""
+
+
+def _kept(session, point: str):
+    (record,) = session.captures().values()
+    stats = [s for site, s in record.activations.sites.items() if site.name.endswith(point)]
+    return any(s.samples is not None for s in stats), any(s.position_sum is not None for s in stats)
+
+
+def test_a_planned_capture_keeps_only_what_the_planned_properties_read(tiny_dirs, tmp_path):
+    from geomcheck.properties import REGISTRY
+    from geomcheck.runner import capture_plan
+
+    plain = capture_plan([REGISTRY["first_position_norm"], REGISTRY["layer_norm_growth"]], seed=0)
+    assert plain.sampled == () and plain.position_means == ()
+    assert capture_plan([REGISTRY["attn_mlp_separation"]], seed=0).sampled == ("blocks.*.attn_out", "blocks.*.mlp_out")
+    (tmp_path / "s.yaml").write_text(PLANNED)
+    spec = load_spec(tmp_path / "s.yaml")
+    session = GeomSession()
+    session.plan((spec, check) for check in spec.checks)
+    for check in spec.checks:
+        assert session.run_check(spec, check, str(tiny_dirs["llama"])).outcome.status == "passed"
+    assert _kept(session, "attn_out") == (True, False)
+    assert _kept(session, "resid_post") == (False, False)  # no position sums: most of a GPU capture's transfers
+
+
+def test_a_check_outside_the_plan_that_reads_more_gets_a_fuller_capture(tiny_dirs, tmp_path):
+    (tmp_path / "s.yaml").write_text(PLANNED)
+    (tmp_path / "later.yaml").write_text(LATER)
+    spec, later = load_spec(tmp_path / "s.yaml"), load_spec(tmp_path / "later.yaml")
+    session = GeomSession()
+    session.plan((spec, check) for check in spec.checks)
+    session.run_check(spec, spec.checks[0], str(tiny_dirs["llama"]))
+    result = session.run_check(later, later.checks[0], str(tiny_dirs["llama"]))
+    assert result.measurement is not None and result.measurement.valid, result.measurement
+    assert _kept(session, "resid_post") == (True, True)
+    assert _kept(session, "attn_out") == (True, False)  # what the earlier plan served is still served
+
+
+def test_without_a_plan_a_capture_serves_every_property(tiny_dirs, tmp_path):
+    (tmp_path / "later.yaml").write_text(LATER)
+    later = load_spec(tmp_path / "later.yaml")
+    session = GeomSession()
+    session.run_check(later, later.checks[0], str(tiny_dirs["llama"]))
+    assert _kept(session, "attn_out") == (True, False) and _kept(session, "resid_post") == (True, True)

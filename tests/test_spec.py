@@ -12,7 +12,7 @@ from pydantic import Field
 
 from geomcheck.capture.inputs import InputSpec
 from geomcheck.errors import SpecError, SpecProblem
-from geomcheck.properties.base import PropertyDef, PropertyParams
+from geomcheck.properties.base import MetricSpec, PropertyDef, PropertyParams
 from geomcheck.spec.layers import BlockList, BlockRange, NamedRange
 from geomcheck.spec.schema import (
     MAX_SPEC_BYTES,
@@ -44,11 +44,16 @@ def _unused(*args: object) -> None:
     raise AssertionError("spec loading must not measure anything")
 
 
+def _per_layer(name: str) -> MetricSpec:
+    """A metric with per-layer values, as the parser sees it (its numbers are never computed here)."""
+    return MetricSpec(name, name, "value", per_layer=True)
+
+
 REGISTRY = {
     "first_position_norm": PropertyDef(
-        "first_position_norm", FirstPositionParams, _unused, _unused, "norm at position 0", ("ratio", "norm"), "ratio"
+        "first_position_norm", FirstPositionParams, _unused, _unused, "norm at position 0", (_per_layer("ratio"), _per_layer("norm")), "ratio"
     ),
-    "layer_norm_growth": PropertyDef("layer_norm_growth", GrowthParams, _unused, _unused, "norm growth", ("growth",), "growth"),
+    "layer_norm_growth": PropertyDef("layer_norm_growth", GrowthParams, _unused, _unused, "norm growth", (_per_layer("growth"),), "growth"),
 }
 
 CHECK = "checks:\n  - property: first_position_norm\n"

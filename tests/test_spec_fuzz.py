@@ -18,7 +18,7 @@ from pydantic import Field
 
 from geomcheck.capture.inputs import check_budget
 from geomcheck.errors import InputError, SpecError
-from geomcheck.properties.base import PropertyDef, PropertyParams
+from geomcheck.properties.base import MetricSpec, PropertyDef, PropertyParams
 from geomcheck.spec.schema import Spec, parse_spec
 from geomcheck.spec.yaml_positions import MAX_SPEC_BYTES, MAX_WRITTEN_NODES
 from nested_paths import get, paths
@@ -33,7 +33,12 @@ def _unused(*args: object) -> None:
     raise AssertionError("not called")
 
 
-REGISTRY = {"first_position_norm": PropertyDef("first_position_norm", Params, _unused, _unused, "", ("ratio", "norm"), "ratio")}
+def _per_layer(name: str) -> MetricSpec:
+    """A metric with per-layer values, as the parser sees it (its numbers are never computed here)."""
+    return MetricSpec(name, name, "value", per_layer=True)
+
+
+REGISTRY = {"first_position_norm": PropertyDef("first_position_norm", Params, _unused, _unused, "", (_per_layer("ratio"), _per_layer("norm")), "ratio")}
 ROOT = Path(__file__).parent
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LINE_BREAKS = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")

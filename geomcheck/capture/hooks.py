@@ -52,6 +52,10 @@ class CapturePlan:
     seed: int = 0
     groups: int = 8  # sequence groups for the jackknife standard errors (see geomcheck.gate.uncertainty)
 
+    def covers(self, samples: tuple[str, ...], position_means: tuple[str, ...]) -> bool:
+        """Whether this plan keeps samples and per-position means at these site patterns."""
+        return set(samples) <= set(self.sampled) and set(position_means) <= set(self.position_means)
+
 
 def model_sites(loaded: LoadedModel) -> list[Site]:
     points = block_points(loaded.table, loaded.table.block_modules(loaded.base)[0])

@@ -27,8 +27,6 @@ Pool over the middle blocks (5-24 of 30): the first and last blocks blur the tra
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import numpy as np
 from pydantic import Field
 from sklearn.metrics import silhouette_score
@@ -37,7 +35,9 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
 from geomcheck.properties.base import (
     Measurement,
-    Metric,
+    MetricSpec,
+    Needs,
+    Planted,
     PropertyDef,
     PropertyParams,
     Wanted,
@@ -48,8 +48,16 @@ from geomcheck.properties.base import (
     nonfinite_reason,
 )
 from geomcheck.properties.linear import held_out_accuracy
+from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "attn_mlp_separation"
+PROBE_PCA_ACCURACY = MetricSpec("probe_pca_accuracy", "held-out balanced accuracy of a linear probe on the top {k} PCs", "accuracy",
+                                per_layer=True, min_change=(0.03, 0.0), direction="up")
+PROBE_ACCURACY = MetricSpec("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension", "accuracy",
+                            min_change=(0.03, 0.0))
+FISHER_RATIO = MetricSpec("fisher_ratio", "Fisher discriminant ratio of the two sites in the top {k} PCs", "ratio",
+                          per_layer=True, min_change=(0.0, 0.25), direction="up")
+SILHOUETTE = MetricSpec("silhouette", "silhouette of the site labels in the top {k} PCs", "silhouette", min_change=(0.05, 0.0))
 ATTN, MLP = 0, 1
 
 
@@ -143,7 +151,7 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
 
     skipped = float("nan")  # a metric the caller did not ask for (a jackknife replicate); never reported
     per_probe, per_fisher = {}, {}
-    if needed("probe_pca_accuracy", per_layer=True) or needed("fisher_ratio", per_layer=True):
+    if needed(PROBE_PCA_ACCURACY.name, per_layer=True) or needed(FISHER_RATIO.name, per_layer=True):
         for b in layers:
             rows = block == b
             # One label-free PCA per block (not per fold) keeps thirty-block models fast; labels stay held out.
@@ -152,13 +160,12 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
             per_fisher[b] = _fisher(zb, y[rows])
     silhouette_rng = int(rng.integers(2**31))
     metrics = [
-        Metric("probe_pca_accuracy", f"held-out balanced accuracy of a linear probe on the top {k} PCs",
-               _probe(x, y, seq, params.folds, k, getattr(pca, "scatter_", None)) if needed("probe_pca_accuracy") else skipped, per_probe),
-        Metric("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension",
-               _probe(x, y, seq, params.folds, None) if needed("probe_accuracy") else skipped),
-        Metric("fisher_ratio", f"Fisher discriminant ratio of the two sites in the top {k} PCs", _fisher(z, y), per_fisher),
-        Metric("silhouette", f"silhouette of the site labels in the top {k} PCs",
-               float(silhouette_score(z, y, sample_size=min(len(z), 4000), random_state=silhouette_rng)) if needed("silhouette") else skipped),
+        PROBE_PCA_ACCURACY.value(_probe(x, y, seq, params.folds, k, getattr(pca, "scatter_", None)) if needed(PROBE_PCA_ACCURACY.name) else skipped,
+                                 per_probe, k=k),
+        PROBE_ACCURACY.value(_probe(x, y, seq, params.folds, None) if needed(PROBE_ACCURACY.name) else skipped),
+        FISHER_RATIO.value(_fisher(z, y), per_fisher, k=k),
+        SILHOUETTE.value(float(silhouette_score(z, y, sample_size=min(len(z), 4000), random_state=silhouette_rng))
+                         if needed(SILHOUETTE.name) else skipped, k=k),
     ]
     details = {
         "pca_2d": z[:, :2].astype(np.float32),
@@ -169,16 +176,30 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     return measurement(NAME, layers, params, metrics, details)
 
 
+def planted_case(seed: int, planted: bool, blocks: int = 4, n: int = 8, t: int = 64, d: int = 16) -> Activations:
+    """attn_out and mlp_out clouds centred at +/- 3 along one shared axis when planted; one cloud otherwise."""
+    return separated_sites(seed, 3.0 if planted else 0.0, blocks, n, t, d)
+
+
+def separated_sites(seed: int, separation: float, blocks: int = 4, n: int = 8, t: int = 64, d: int = 16) -> Activations:
+    """attn_out and mlp_out clouds centred at +/- ``separation`` along one shared axis."""
+    rng = np.random.default_rng(seed)
+    axis = np.zeros(d)
+    axis[0] = separation
+    attn = noise(rng, blocks, n, t, d) + axis
+    mlp = noise(rng, blocks, n, t, d) - axis
+    return build_activations(noise(rng, blocks, n, t, d) + 5, attn=attn, mlp=mlp, samples=512, seed=seed)
+
+
 PROPERTY = PropertyDef(
     name=NAME,
     params=Params,
     measure=attn_mlp_separation,
     applies=applies,
     summary="attention and MLP outputs separate along the top principal components (held-out linear probe)",
-    metrics=("probe_pca_accuracy", "probe_accuracy", "fisher_ratio", "silhouette"),
-    default_metric="probe_pca_accuracy",
-    integer_metrics=(),
-    min_change=MappingProxyType({"probe_pca_accuracy": (0.03, 0.0), "probe_accuracy": (0.03, 0.0), "fisher_ratio": (0.0, 0.25), "silhouette": (0.05, 0.0)}),
-    per_layer_metrics=("probe_pca_accuracy", "fisher_ratio"),
-    positional_metrics=(),
+    metric_specs=(PROBE_PCA_ACCURACY, PROBE_ACCURACY, FISHER_RATIO, SILHOUETTE),
+    default_metric=PROBE_PCA_ACCURACY.name,
+    needs=Needs(samples=("blocks.*.attn_out", "blocks.*.mlp_out")),
+    figures="geomcheck.report.figures:separation_figures",
+    planted=Planted(planted_case, PROBE_PCA_ACCURACY.name),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -134,22 +134,110 @@ def missing_reason(acts: Activations, sites: Iterable[Site], what: str) -> str |
     return None
 
 
+Direction = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric, declared once: everything the spec parser, the gate and the report need to know of it.
+
+    A property builds its numbers with ``value`` so the name and description it reports are the ones
+    declared here; the registry reads the rest (per-layer or not, unit, the gate's smallest relevant
+    change, which way planted structure moves it).
+    """
+
+    name: str
+    description: str  # may hold {fields} filled by ``value`` (a parameter, a block chosen from the data)
+    unit: str  # "ratio", "accuracy", "block", "fraction of depth", "share", ...
+    per_layer: bool = False
+    min_change: tuple[float, float] = (0.0, 0.0)  # (abs, rel): smaller drifts never alarm (geomcheck.gate.drift)
+    integer: bool = False  # values are block indices, compared as whole numbers
+    positional: bool = False  # compares positions: sequences of a single position cannot give it
+    # Which way planted structure (``PropertyDef.planted``) moves it against noise; None where no planted
+    # case speaks for it. Not a claim about trained models against their twins, which can differ
+    # (sequence_structure: the random twin has more); those are measured per family in docs/properties.md.
+    direction: Direction | None = None
+
+    def value(self, aggregate: float | None = None, per_layer: Mapping[int, float] | None = None, **fill: object) -> Metric:
+        description = self.description.format(**fill) if fill else self.description
+        return Metric(self.name, description, aggregate, MappingProxyType(dict(per_layer or {})))
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a property reads from capture beyond per-token norms and maxima (which capture always keeps).
+
+    Site patterns are globs over site names (``blocks.*.attn_out``). Capture keeps samples and per-position
+    means only where some check at hand needs them (geomcheck.capture.plan.plan_for): on an accelerator the
+    per-group position sums are most of what crosses to the host.
+    """
+
+    samples: tuple[str, ...] = ()
+    position_means: tuple[str, ...] = ()
+    position_table: bool = False  # reads the learned position embeddings (a weight, not an activation)
+
+
+class Measure(Protocol):
+    def __call__(self, acts: Activations, params: Any, layers: tuple[int, ...], wanted: Wanted | None = None, /) -> Measurement: ...
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Activations with the property's structure planted (``build(seed, True)``) or plain noise (``False``).
+
+    The conformance suite runs every registered property on its own planted case: the metric must move
+    in its declared direction (tests/test_properties_conformance.py).
+    """
+
+    build: Callable[[int, bool], Activations]
+    metric: str
+
+
 @dataclass(frozen=True)
 class PropertyDef(Generic[P]):
-    """Registry entry: the YAML key, registry key, module name and function name are the same word."""
+    """One property, declared as one unit: registry key (= YAML key = module = function name), parameters,
+    metrics, what it needs from capture, how to draw it and how to plant it.
+
+    ``figures`` names the report's builder as ``module:function`` (the report imports it; a property never
+    imports plotting code). Built-in properties are found by module (``geomcheck.properties.*``), others
+    through the ``geomcheck.properties`` entry-point group.
+    """
 
     name: str
     params: type[P]
-    measure: Callable[[Activations, P, tuple[int, ...]], Measurement]
+    measure: Measure
     applies: Callable[[Activations], str | None]
     summary: str
-    metrics: tuple[str, ...]
+    metric_specs: tuple[MetricSpec, ...]
     default_metric: str
-    # For the baseline gate: metrics whose values are block indices (compared as integers), and per
-    # metric the smallest change (abs, rel) worth an alarm however significant it is statistically.
-    integer_metrics: tuple[str, ...] = ()
-    min_change: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
-    # For spec validation: metrics that have per-layer values (None: not declared, nothing is refused),
-    # and metrics that compare positions, which sequences of a single position cannot give.
-    per_layer_metrics: tuple[str, ...] | None = None
-    positional_metrics: tuple[str, ...] = ()
+    needs: Needs = Needs()
+    figures: str | None = None
+    planted: Planted | None = None
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.metric_specs]
+        if len(set(names)) != len(names) or self.default_metric not in names:
+            raise ValueError(f"property {self.name!r}: metric names must be unique and include the default {self.default_metric!r}")
+
+    def metric_spec(self, name: str) -> MetricSpec:
+        return next(m for m in self.metric_specs if m.name == name)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metric_specs)
+
+    @property
+    def integer_metrics(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metric_specs if m.integer)
+
+    @property
+    def min_change(self) -> Mapping[str, tuple[float, float]]:
+        return MappingProxyType({m.name: m.min_change for m in self.metric_specs})
+
+    @property
+    def per_layer_metrics(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metric_specs if m.per_layer)
+
+    @property
+    def positional_metrics(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metric_specs if m.positional)

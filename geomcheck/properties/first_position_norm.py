@@ -28,7 +28,6 @@ Why a threshold of 20 rather than 10: in SmolLM2-135M with BOS the ratio is 2.3-
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -38,7 +37,8 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
 from geomcheck.properties.base import (
     Measurement,
-    Metric,
+    MetricSpec,
+    Planted,
     PropertyDef,
     PropertyParams,
     Wanted,
@@ -47,8 +47,25 @@ from geomcheck.properties.base import (
     missing_reason,
     nonfinite_reason,
 )
+from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "first_position_norm"
+# Every metric compares position 0 with later positions, so none exists for sequences of one position.
+# A depth fraction's floor is about one block of a 24-30-block model (1/23 = 0.043, 1/29 = 0.034).
+RATIO = MetricSpec("ratio", "norm at position 0 / median norm of later positions (mean over sequences)", "ratio",
+                   per_layer=True, min_change=(0.0, 0.25), positional=True, direction="up")
+ONSET_LAYER = MetricSpec("onset_layer", "first block whose ratio exceeds {threshold:g} (NaN if none)", "block",
+                         min_change=(1.0, 0.0), integer=True, positional=True)
+LAST_LAYER = MetricSpec("last_layer", "last block whose ratio exceeds {threshold:g} (NaN if none)", "block",
+                        min_change=(1.0, 0.0), integer=True, positional=True)
+MAX_ABS_RATIO = MetricSpec("max_abs_ratio", "largest |component| at position 0 / median of later positions' largest", "ratio",
+                           per_layer=True, min_change=(0.0, 0.25), positional=True)
+ONSET_DEPTH = MetricSpec("onset_depth", "onset_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", "fraction of depth",
+                         min_change=(0.05, 0.0), positional=True)
+LAST_DEPTH = MetricSpec("last_depth", "last_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", "fraction of depth",
+                        min_change=(0.05, 0.0), positional=True)
+POSITION0_SHARE = MetricSpec("position0_share", "share of sequences whose largest norm is at position 0", "share",
+                             per_layer=True, min_change=(0.15, 0.0), positional=True)
 BlockPoint = Literal["attn_out", "resid_mid", "mlp_out", "resid_post", "norm_attn", "norm_mlp"]
 
 
@@ -95,13 +112,13 @@ def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ..
     last = float(above[-1]) if above else float("nan")
     n = acts.n_blocks
     metrics = [
-        Metric("ratio", "norm at position 0 / median norm of later positions (mean over sequences)", float(np.median(list(ratio.values()))), ratio),
-        Metric("onset_layer", f"first block whose ratio exceeds {params.threshold:g} (NaN if none)", float(above[0]) if above else float("nan")),
-        Metric("last_layer", f"last block whose ratio exceeds {params.threshold:g} (NaN if none)", float(above[-1]) if above else float("nan")),
-        Metric("max_abs_ratio", "largest |component| at position 0 / median of later positions' largest", float(np.median(list(max_abs_ratio.values()))), max_abs_ratio),
-        Metric("onset_depth", "onset_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", _depth(onset, n)),
-        Metric("last_depth", "last_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", _depth(last, n)),
-        Metric("position0_share", "share of sequences whose largest norm is at position 0", float(np.median(list(share.values()))), share),
+        RATIO.value(float(np.median(list(ratio.values()))), ratio),
+        ONSET_LAYER.value(onset, threshold=params.threshold),
+        LAST_LAYER.value(last, threshold=params.threshold),
+        MAX_ABS_RATIO.value(float(np.median(list(max_abs_ratio.values()))), max_abs_ratio),
+        ONSET_DEPTH.value(_depth(onset, n)),
+        LAST_DEPTH.value(_depth(last, n)),
+        POSITION0_SHARE.value(float(np.median(list(share.values()))), share),
     ]
     position_norms = np.stack([np.median(acts.sites[Site(b, point)].norms, axis=0) for b in layers]).astype(np.float32)
     details = {
@@ -128,18 +145,28 @@ def largest_norm_note(counts: np.ndarray, n_layers: int, shown: int = 3) -> str:
     return f"largest norm per sequence ({n_layers} block{'s' if n_layers != 1 else ''}): {parts}"
 
 
+def planted_case(seed: int, planted: bool, blocks: int = 3, n: int = 6, t: int = 32, d: int = 16) -> Activations:
+    """Unit-norm tokens, position 0 at norm 50 when planted."""
+    return first_position_outlier(seed, 50.0 if planted else 1.0, blocks, n, t, d)
+
+
+def first_position_outlier(seed: int, ratio: float, blocks: int = 3, n: int = 6, t: int = 32, d: int = 16) -> Activations:
+    """Unit-norm tokens everywhere except position 0, whose norm is ``ratio``."""
+    rng = np.random.default_rng(seed)
+    x = noise(rng, blocks, n, t, d)
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    x[:, :, 0] *= ratio
+    return build_activations(x, seed=seed)
+
+
 PROPERTY = PropertyDef(
     name=NAME,
     params=Params,
     measure=first_position_norm,
     applies=applies,
     summary="the first position's norm dwarfs the median of later positions in a band of middle blocks",
-    metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio", "onset_depth", "last_depth", "position0_share"),
-    default_metric="ratio",
-    integer_metrics=("onset_layer", "last_layer"),
-    # A depth fraction's floor is about one block of a 24-30-block model (1/23 = 0.043, 1/29 = 0.034).
-    min_change=MappingProxyType({"ratio": (0.0, 0.25), "max_abs_ratio": (0.0, 0.25), "onset_layer": (1.0, 0.0), "last_layer": (1.0, 0.0),
-                                 "onset_depth": (0.05, 0.0), "last_depth": (0.05, 0.0), "position0_share": (0.15, 0.0)}),
-    per_layer_metrics=("ratio", "max_abs_ratio", "position0_share"),
-    positional_metrics=("ratio", "onset_layer", "last_layer", "max_abs_ratio", "onset_depth", "last_depth", "position0_share"),
+    metric_specs=(RATIO, ONSET_LAYER, LAST_LAYER, MAX_ABS_RATIO, ONSET_DEPTH, LAST_DEPTH, POSITION0_SHARE),
+    default_metric=RATIO.name,
+    figures="geomcheck.report.figures:first_position_figures",
+    planted=Planted(planted_case, RATIO.name),
 )

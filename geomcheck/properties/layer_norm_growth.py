@@ -21,7 +21,6 @@ final-norm drop 0.05 vs 0.80).
 
 from __future__ import annotations
 
-from types import MappingProxyType
 
 import numpy as np
 from pydantic import Field
@@ -31,7 +30,8 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
 from geomcheck.properties.base import (
     Measurement,
-    Metric,
+    MetricSpec,
+    Planted,
     PropertyDef,
     PropertyParams,
     Wanted,
@@ -40,8 +40,16 @@ from geomcheck.properties.base import (
     missing_reason,
     nonfinite_reason,
 )
+from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "layer_norm_growth"
+GROWTH_RATIO = MetricSpec("growth_ratio", "median norm at the last block / at the first", "ratio", min_change=(0.0, 0.1), direction="up")
+GROWTH_RHO = MetricSpec("growth_rho", "Spearman correlation of the median norm with depth", "rank correlation", min_change=(0.05, 0.0))
+LATE_GROWTH = MetricSpec("late_growth", "median norm at the last block / at the middle block ({middle})", "ratio", min_change=(0.0, 0.1))
+LAST_BLOCK_SPIKE = MetricSpec("last_block_spike", "median norm at the last block / at the one before", "ratio", min_change=(0.0, 0.1))
+FINAL_NORM_DROP = MetricSpec("final_norm_drop", "median norm after the final norm / at the model's last block", "ratio",
+                             min_change=(0.005, 0.15))
+MEDIAN_NORM = MetricSpec("median_norm", "median norm of positions after the first", "norm", per_layer=True, min_change=(0.0, 0.1))
 
 
 class Params(PropertyParams):
@@ -81,14 +89,21 @@ def layer_norm_growth(acts: Activations, params: Params, layers: tuple[int, ...]
         return invalid(NAME, "the median norm is the same at every block, so its rank correlation is undefined", layers, params)
     middle = layers[len(layers) // 2]
     metrics = [
-        Metric("growth_ratio", "median norm at the last block / at the first", norm[layers[-1]] / norm[layers[0]]),
-        Metric("growth_rho", "Spearman correlation of the median norm with depth", float(spearmanr(layers, values).statistic)),
-        Metric("late_growth", f"median norm at the last block / at the middle block ({middle})", norm[layers[-1]] / norm[middle]),
-        Metric("last_block_spike", "median norm at the last block / at the one before", norm[layers[-1]] / norm[layers[-2]]),
-        Metric("final_norm_drop", "median norm after the final norm / at the model's last block", median_norm(final) / last_norm),
-        Metric("median_norm", "median norm of positions after the first", float(np.median(values)), norm),
+        GROWTH_RATIO.value(norm[layers[-1]] / norm[layers[0]]),
+        GROWTH_RHO.value(float(spearmanr(layers, values).statistic)),
+        LATE_GROWTH.value(norm[layers[-1]] / norm[middle], middle=middle),
+        LAST_BLOCK_SPIKE.value(norm[layers[-1]] / norm[layers[-2]]),
+        FINAL_NORM_DROP.value(median_norm(final) / last_norm),
+        MEDIAN_NORM.value(float(np.median(values)), norm),
     ]
     return measurement(NAME, layers, params, metrics, {"blocks": np.asarray(layers), "median_norm": values})
+
+
+def planted_case(seed: int, planted: bool, blocks: int = 6, n: int = 4, t: int = 32, d: int = 16) -> Activations:
+    """Block b scaled by 1.5**b when planted; unscaled noise otherwise."""
+    rng = np.random.default_rng(seed)
+    scale = (1.5 if planted else 1.0) ** np.arange(blocks)
+    return build_activations(noise(rng, blocks, n, t, d) * scale[:, None, None, None], seed=seed)
 
 
 PROPERTY = PropertyDef(
@@ -97,10 +112,8 @@ PROPERTY = PropertyDef(
     measure=layer_norm_growth,
     applies=applies,
     summary="the residual norm grows with depth, fastest late, spikes in the last block and drops at the final norm",
-    metrics=("growth_ratio", "growth_rho", "late_growth", "last_block_spike", "final_norm_drop", "median_norm"),
-    default_metric="growth_ratio",
-    integer_metrics=(),
-    min_change=MappingProxyType({"growth_ratio": (0.0, 0.1), "growth_rho": (0.05, 0.0), "late_growth": (0.0, 0.1), "last_block_spike": (0.0, 0.1), "final_norm_drop": (0.005, 0.15), "median_norm": (0.0, 0.1)}),
-    per_layer_metrics=("median_norm",),
-    positional_metrics=(),
+    metric_specs=(GROWTH_RATIO, GROWTH_RHO, LATE_GROWTH, LAST_BLOCK_SPIKE, FINAL_NORM_DROP, MEDIAN_NORM),
+    default_metric=GROWTH_RATIO.name,
+    figures="geomcheck.report.figures:norm_growth_figures",
+    planted=Planted(planted_case, GROWTH_RATIO.name),
 )

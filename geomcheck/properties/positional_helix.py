@@ -22,7 +22,6 @@ Only models with learned absolute positions have a table; rotary models are not 
 from __future__ import annotations
 
 from dataclasses import replace
-from types import MappingProxyType
 
 import numpy as np
 from pydantic import Field
@@ -33,7 +32,9 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
 from geomcheck.properties.base import (
     Measurement,
-    Metric,
+    MetricSpec,
+    Needs,
+    Planted,
     PropertyDef,
     PropertyParams,
     Wanted,
@@ -42,8 +43,15 @@ from geomcheck.properties.base import (
     measurement,
     nonfinite_reason,
 )
+from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "positional_helix"
+HELIX_RESIDUAL = MetricSpec("helix_residual", "1 - pooled R^2 of sinusoid + trend fits to the top PCs", "fraction of variance",
+                            per_layer=True, min_change=(0.03, 0.0), direction="down")
+EXPLAINED_VARIANCE = MetricSpec("explained_variance", "variance fraction in the top {components} PCs", "fraction of variance",
+                                per_layer=True, min_change=(0.03, 0.0))
+PC0_CYCLES = MetricSpec("pc0_cycles", "periods traced by the first PC over the rows fitted", "periods", per_layer=True, min_change=(0.25, 0.0))
+PC0_PERIOD = MetricSpec("pc0_period", "positions per period of the first PC", "positions", min_change=(0.0, 0.1))
 
 
 class Params(PropertyParams):
@@ -130,10 +138,10 @@ def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...],
     cycles = primary[2][0]
     n_rows = len(primary[3])
     metrics = [
-        Metric("helix_residual", "1 - pooled R^2 of sinusoid + trend fits to the top PCs", aggregate(0), {b: f[0] for b, f in layer_fits.items()}),
-        Metric("explained_variance", f"variance fraction in the top {params.components} PCs", aggregate(1), {b: f[1] for b, f in layer_fits.items()}),
-        Metric("pc0_cycles", "periods traced by the first PC over the rows fitted", float(cycles), {b: f[2][0] for b, f in layer_fits.items()}),
-        Metric("pc0_period", "positions per period of the first PC", float(n_rows / cycles)),
+        HELIX_RESIDUAL.value(aggregate(0), {b: f[0] for b, f in layer_fits.items()}),
+        EXPLAINED_VARIANCE.value(aggregate(1), {b: f[1] for b, f in layer_fits.items()}, components=params.components),
+        PC0_CYCLES.value(float(cycles), {b: f[2][0] for b, f in layer_fits.items()}),
+        PC0_PERIOD.value(float(n_rows / cycles)),
     ]
     details = {
         "source": np.array(["position_table" if table_fit else f"blocks.{min(layer_fits)}.resid_post"]),
@@ -144,16 +152,45 @@ def positional_helix(acts: Activations, params: Params, layers: tuple[int, ...],
     return replace(result, aggregate_source="the position table") if table_fit else result
 
 
+def planted_case(seed: int, planted: bool) -> Activations:
+    """A table tracing a helix (1.5 turns, light noise) when planted; a Gaussian table otherwise."""
+    table = helix_table(seed, 1.5, 0.05) if planted else np.random.default_rng(seed).standard_normal((256, 24))
+    return with_table(table, seed)
+
+
+def helix_table(seed: int, cycles: float, noise_level: float, rows: int = 256, d: int = 24) -> np.ndarray:
+    """A position table tracing a helix (two sinusoid pairs and a ramp) in a random 5-dim subspace."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows) / rows
+    curve = np.column_stack(
+        [
+            3 * np.cos(2 * np.pi * cycles * t),
+            3 * np.sin(2 * np.pi * cycles * t),
+            1.5 * np.cos(4 * np.pi * cycles * t),
+            1.5 * np.sin(4 * np.pi * cycles * t),
+            t,
+        ]
+    )
+    basis = np.linalg.qr(rng.standard_normal((d, 5)))[0]
+    return curve @ basis.T + noise_level * rng.standard_normal((rows, d))
+
+
+def with_table(table: np.ndarray, seed: int) -> Activations:
+    """Two blocks of noise around ``table`` as the model's learned position embeddings."""
+    rng = np.random.default_rng(seed)
+    resid = noise(rng, 2, 4, table.shape[0], table.shape[1]) + table
+    return build_activations(resid, position_table=table, bos=False, seed=seed)
+
+
 PROPERTY = PropertyDef(
     name=NAME,
     params=Params,
     measure=positional_helix,
     applies=applies,
     summary="learned position embeddings trace a helix: each top principal component is close to a sinusoid",
-    metrics=("helix_residual", "explained_variance", "pc0_cycles", "pc0_period"),
-    default_metric="helix_residual",
-    integer_metrics=(),
-    min_change=MappingProxyType({"helix_residual": (0.03, 0.0), "explained_variance": (0.03, 0.0), "pc0_cycles": (0.25, 0.0), "pc0_period": (0.0, 0.1)}),
-    per_layer_metrics=("helix_residual", "explained_variance", "pc0_cycles"),
-    positional_metrics=(),
+    metric_specs=(HELIX_RESIDUAL, EXPLAINED_VARIANCE, PC0_CYCLES, PC0_PERIOD),
+    default_metric=HELIX_RESIDUAL.name,
+    needs=Needs(position_means=("blocks.*.resid_post",), position_table=True),
+    figures="geomcheck.report.figures:helix_figures",
+    planted=Planted(planted_case, HELIX_RESIDUAL.name),
 )

@@ -21,7 +21,6 @@ its random-init twin (whose later copies drift away from position 0).
 
 from __future__ import annotations
 
-from types import MappingProxyType
 
 import numpy as np
 from pydantic import Field
@@ -31,7 +30,9 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
 from geomcheck.properties.base import (
     Measurement,
-    Metric,
+    MetricSpec,
+    Needs,
+    Planted,
     PropertyDef,
     PropertyParams,
     Wanted,
@@ -40,8 +41,15 @@ from geomcheck.properties.base import (
     missing_reason,
     nonfinite_reason,
 )
+from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "repeated_token_convergence"
+CONVERGENCE_RHO = MetricSpec("convergence_rho", "Spearman correlation of cos(m_t, m_{reference}) with position t", "rank correlation",
+                             per_layer=True, min_change=(0.1, 0.0), positional=True, direction="up")
+CONVERGENCE_GAIN = MetricSpec("convergence_gain", "late minus early cosine similarity to the reference position", "cosine",
+                              per_layer=True, min_change=(0.0, 0.25), positional=True)
+LATE_COSINE = MetricSpec("late_cosine", "cosine similarity of late positions to the reference position", "cosine",
+                         per_layer=True, min_change=(0.05, 0.0), positional=True)
 # Below this spread the cosines along the sequence are float rounding, not a trend (float32 captures).
 CONSTANT_COSINE = 1e-5
 EARLY_POSITIONS = 8
@@ -100,12 +108,26 @@ def repeated_token_convergence(acts: Activations, params: Params, layers: tuple[
         return float(np.median(list(values.values())))
 
     metrics = [
-        Metric("convergence_rho", f"Spearman correlation of cos(m_t, m_{params.reference_position}) with position t", median(rho), rho),
-        Metric("convergence_gain", "late minus early cosine similarity to the reference position", median(gain), gain),
-        Metric("late_cosine", "cosine similarity of late positions to the reference position", median(late_cos), late_cos),
+        CONVERGENCE_RHO.value(median(rho), rho, reference=params.reference_position),
+        CONVERGENCE_GAIN.value(median(gain), gain),
+        LATE_COSINE.value(median(late_cos), late_cos),
     ]
     details = {"blocks": np.asarray(layers), "positions": positions, "cosine": np.stack(curves).astype(np.float32)}
     return measurement(NAME, layers, params, metrics, details)
+
+
+def planted_case(seed: int, planted: bool, blocks: int = 3, n: int = 6, t: int = 64, d: int = 16) -> Activations:
+    """One repeated token after BOS; when planted, its states drift from their own to the BOS state."""
+    rng = np.random.default_rng(seed)
+    x = noise(rng, blocks, n, t, d)
+    bos_state = rng.standard_normal((blocks, 1, 1, d)) * 3
+    x[:, :, :1] = bos_state
+    if planted:
+        weight = np.linspace(0, 1, t - 1)[None, None, :, None]
+        x[:, :, 1:] = (1 - weight) * x[:, :, 1:] + weight * bos_state
+    tokens = np.repeat(rng.integers(10, 500, size=(n, 1)), t, axis=1)
+    tokens[:, 0] = 1
+    return build_activations(x, tokens=tokens, seed=seed)
 
 
 PROPERTY = PropertyDef(
@@ -114,10 +136,9 @@ PROPERTY = PropertyDef(
     measure=repeated_token_convergence,
     applies=applies,
     summary="with one token repeated, later positions grow more similar to the first position",
-    metrics=("convergence_rho", "convergence_gain", "late_cosine"),
-    default_metric="convergence_rho",
-    integer_metrics=(),
-    min_change=MappingProxyType({"convergence_rho": (0.1, 0.0), "convergence_gain": (0.0, 0.25), "late_cosine": (0.05, 0.0)}),
-    per_layer_metrics=("convergence_rho", "convergence_gain", "late_cosine"),
-    positional_metrics=("convergence_rho", "convergence_gain", "late_cosine"),
+    metric_specs=(CONVERGENCE_RHO, CONVERGENCE_GAIN, LATE_COSINE),
+    default_metric=CONVERGENCE_RHO.name,
+    needs=Needs(position_means=("blocks.*.resid_post",)),
+    figures="geomcheck.report.figures:repeated_token_figures",
+    planted=Planted(planted_case, CONVERGENCE_RHO.name),
 )

@@ -26,8 +26,6 @@ attention a random block mixes in the mean of the prefix, whose spread shrinks a
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import numpy as np
 from pydantic import Field
 from sklearn.metrics import silhouette_score
@@ -36,7 +34,9 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point, Site
 from geomcheck.properties.base import (
     Measurement,
-    Metric,
+    MetricSpec,
+    Needs,
+    Planted,
     PropertyDef,
     PropertyParams,
     Wanted,
@@ -46,8 +46,15 @@ from geomcheck.properties.base import (
     missing_reason,
     nonfinite_reason,
 )
+from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "sequence_structure"
+POSITION_VARIANCE_SHARE = MetricSpec("position_variance_share", "share of variance explained by {bins} position bins (omega squared)",
+                                     "share", per_layer=True, min_change=(0.005, 0.0), positional=True, direction="up")
+EARLY_TAIL = MetricSpec("early_tail", "distance of the first {early} positions' centroid from the rest, in spreads", "spreads",
+                        per_layer=True, min_change=(0.0, 0.25), positional=True)
+POSITION_SILHOUETTE = MetricSpec("position_silhouette", "silhouette of {bins} position bins in the top {k} PCs", "silhouette",
+                                 per_layer=True, min_change=(0.05, 0.0), positional=True)
 
 
 class Params(PropertyParams):
@@ -121,7 +128,7 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
             return invalid(NAME, f"resid_post at block {b} is constant (zero variance)", layers, params)
         tail[b] = found
         share[b] = _omega_squared(x, bins)
-        if wanted is not None and not wanted.needs("position_silhouette"):
+        if wanted is not None and not wanted.needs(POSITION_SILHOUETTE.name):
             continue  # a jackknife replicate that does not need the (costly) silhouette or the figure data
         z = deterministic_pca(min(params.pca_components, *x.shape)).fit_transform(x)
         silhouette[b] = float(silhouette_score(z, bins, random_state=silhouette_seed))
@@ -132,9 +139,9 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
         return float(np.median(list(values.values()))) if values else float("nan")
 
     metrics = [
-        Metric("position_variance_share", f"share of variance explained by {params.position_bins} position bins (omega squared)", median(share), share),
-        Metric("early_tail", f"distance of the first {params.early_positions} positions' centroid from the rest, in spreads", median(tail), tail),
-        Metric("position_silhouette", f"silhouette of {params.position_bins} position bins in the top {params.pca_components} PCs", median(silhouette), silhouette),
+        POSITION_VARIANCE_SHARE.value(median(share), share, bins=params.position_bins),
+        EARLY_TAIL.value(median(tail), tail, early=params.early_positions),
+        POSITION_SILHOUETTE.value(median(silhouette), silhouette, bins=params.position_bins, k=params.pca_components),
     ]
     if coords is None:
         return measurement(NAME, layers, params, metrics)
@@ -146,16 +153,24 @@ def sequence_structure(acts: Activations, params: Params, layers: tuple[int, ...
     return measurement(NAME, layers, params, metrics, details)
 
 
+def planted_case(seed: int, planted: bool, blocks: int = 3, n: int = 8, t: int = 64, d: int = 16) -> Activations:
+    """Tokens = a smooth per-position curve (strength 3 when planted, 0 otherwise) plus unit noise."""
+    rng = np.random.default_rng(seed)
+    phase = np.linspace(0, np.pi, t)
+    curve = np.zeros((t, d))
+    curve[:, 0], curve[:, 1] = np.cos(phase), np.sin(phase)
+    return build_activations(noise(rng, blocks, n, t, d) + (3.0 if planted else 0.0) * curve, seed=seed)
+
+
 PROPERTY = PropertyDef(
     name=NAME,
     params=Params,
     measure=sequence_structure,
     applies=applies,
     summary="hidden states carry position structure: position explains variance and early positions form a tail",
-    metrics=("position_variance_share", "early_tail", "position_silhouette"),
-    default_metric="position_variance_share",
-    integer_metrics=(),
-    min_change=MappingProxyType({"position_variance_share": (0.005, 0.0), "early_tail": (0.0, 0.25), "position_silhouette": (0.05, 0.0)}),
-    per_layer_metrics=("position_variance_share", "early_tail", "position_silhouette"),
-    positional_metrics=("position_variance_share", "early_tail", "position_silhouette"),
+    metric_specs=(POSITION_VARIANCE_SHARE, EARLY_TAIL, POSITION_SILHOUETTE),
+    default_metric=POSITION_VARIANCE_SHARE.name,
+    needs=Needs(samples=("blocks.*.resid_post",), position_means=("blocks.*.resid_post",)),
+    figures="geomcheck.report.figures:sequence_figures",
+    planted=Planted(planted_case, POSITION_VARIANCE_SHARE.name),
 )

@@ -13,7 +13,7 @@ from geomcheck import option_values
 from geomcheck.capture.inputs import check_budget
 from geomcheck.errors import GeomcheckError, InputError, SpecError, SpecWarning
 from geomcheck.models.refs import LoadOptions, resolve
-from geomcheck.pytest_plugin.plugin import MODELS_KEY, SESSION_KEY, SETTINGS_KEY, setting
+from geomcheck.pytest_plugin.plugin import MODELS_KEY, PLANNED_KEY, SESSION_KEY, SETTINGS_KEY, setting
 from geomcheck.spec.schema import Check, Spec, load_spec
 
 if TYPE_CHECKING:  # torch, transformers and scikit-learn load when the first check runs, not at start-up
@@ -65,6 +65,8 @@ def geom_session(config: pytest.Config) -> GeomSession:
         baselines = None if settings.baseline_root is None else BaselineOptions(settings.baseline_root, settings.update, settings.force)
         session = GeomSession(settings.load_options, settings.token_budget, baselines)
         session.progress_opener = _terminal_opener(config)
+        # The checks pytest collected and kept (after -k and the like): captures keep only what they read.
+        session.plan((item.spec, item.check) for item in config.stash.get(PLANNED_KEY, ()))
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]
 

@@ -16,6 +16,7 @@ SETTINGS_KEY = pytest.StashKey["Settings"]()  # set at configure time whenever a
 MODELS_KEY = pytest.StashKey[list[str]]()
 SPEC_PATHS_KEY = pytest.StashKey[list[Path]]()
 WRITTEN_KEY = pytest.StashKey[list[str]]()
+PLANNED_KEY = pytest.StashKey[list]()  # the CheckItems left to run after collection (-k, deselection)
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 _OPTIONS = (
@@ -116,6 +117,14 @@ def _looks_like_spec(path: Path) -> bool:
     except OSError:
         return False
     return any(line.startswith("checks:") or line.startswith("checks :") for line in head.splitlines())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if SETTINGS_KEY not in session.config.stash:
+        return  # no model named: geomcheck collects nothing
+    from geomcheck.pytest_plugin.collect import CheckItem
+
+    session.config.stash[PLANNED_KEY] = [item for item in session.items if isinstance(item, CheckItem)]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

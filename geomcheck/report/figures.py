@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import plotly.graph_objects as go
@@ -707,18 +709,20 @@ def detail_figures(data: FigureInput) -> list[Figure]:
     return figures
 
 
-BUILDERS: dict[str, Callable[[FigureInput], list[Figure]]] = {
-    "attn_mlp_separation": separation_figures,
-    "first_position_norm": first_position_figures,
-    "positional_helix": helix_figures,
-    "sequence_structure": sequence_figures,
-    "layer_norm_growth": norm_growth_figures,
-    "repeated_token_convergence": repeated_token_figures,
-}
-
-
 def property_figures(data: FigureInput) -> list[Figure]:
-    """The plots for one valid measurement; a property without a builder gets its details plotted."""
+    """The plots for one valid measurement, by the builder its property declares (``PropertyDef.figures``,
+    ``module:function``); a property without one gets its details plotted."""
     if not data.measurement.valid:
         return []
-    return BUILDERS.get(data.measurement.property, detail_figures)(data)
+    return builder_for(data.measurement.property)(data)
+
+
+@cache
+def builder_for(name: str) -> Callable[[FigureInput], list[Figure]]:
+    from geomcheck import properties
+
+    prop = properties.REGISTRY.get(name)
+    if prop is None or prop.figures is None:
+        return detail_figures
+    module, _, function = prop.figures.partition(":")
+    return getattr(importlib.import_module(module), function)
