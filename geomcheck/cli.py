@@ -12,9 +12,10 @@ import numpy as np
 
 from geomcheck import option_values
 from geomcheck.errors import GeomcheckError
+from geomcheck.exit_codes import ExitCode
 
-# docs/exit-codes.md holds the same table, with pytest's codes beside these.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3, 4
+# Named here as well, for callers that read them from the command's module.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.ERROR, ExitCode.INTERNAL
 EXIT_CODES_HELP = """\
 exit codes (details in docs/exit-codes.md):
   0  every check passed or was skipped (compare: nothing regressed)
@@ -66,9 +67,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_options(args: argparse.Namespace):
-    from geomcheck.models.loader import LoadOptions
-
     from pathlib import Path
+
+    from geomcheck.models.loader import LoadOptions
 
     # adapters.yaml next to the specs counts as declared, like the one given with --adapters
     spec_dirs = [Path(s) if Path(s).is_dir() else Path(s).parent for s in getattr(args, "specs", None) or ["specs"]]
@@ -185,9 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from geomcheck.models.loader import availability
-
     from geomcheck.models.adapters import TABLES
+    from geomcheck.models.loader import availability
 
     rows = availability()
     width = max(len(alias) for alias, _, _ in rows)
@@ -279,6 +279,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from geomcheck.gate.book import CLI_UPDATE
     from geomcheck.runner import BaselineOptions, RunOptions, run_cli
 
     options = RunOptions(
@@ -290,7 +291,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         input_text=args.input_text,
         load=_load_options(args),
         token_budget=args.token_budget,
-        baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update, force=args.force_update),
+        baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update,
+                                                                force=args.force_update, update_command=CLI_UPDATE),
     )
     return run_cli(options)
 

@@ -2,13 +2,16 @@
 
 A spec arriving in a pull request names its baseline and its report; a model reference names a
 folder. None of that text may steer a write outside its root, so names are reduced to one safe
-path component and every write target is checked again after resolving symlinks.
+path component and every write target is checked again after resolving symlinks. Every file
+geomcheck writes (baselines, reports, trajectory records) goes through ``write_atomically``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -65,3 +68,25 @@ def printable(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    Readers see the old file or the new one, never half of one, even after a crash; renaming over a
+    link replaces the link, not what it points to. ``mode`` is applied through the umask, like open().
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, mode & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

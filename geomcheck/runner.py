@@ -7,7 +7,6 @@ in either place and the captured activations are shared by every check that uses
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -26,7 +25,8 @@ from geomcheck.capture.inputs import (
     check_budget,
 )
 from geomcheck.errors import GeomcheckError
-from geomcheck.gate import baseline
+from geomcheck.exit_codes import ExitCode
+from geomcheck.gate.book import BaselineBook, BaselineOptions
 from geomcheck.gate.results import CaptureRecord, CheckResult
 from geomcheck.gate.uncertainty import covered as errors_cover
 from geomcheck.gate.uncertainty import with_uncertainty
@@ -50,16 +50,6 @@ def capture_plan(props: Iterable[PropertyDef], seed: int) -> CapturePlan:
     return CapturePlan(position_means=means, sampled=samples, seed=seed, progress=False)
 
 
-@dataclass(frozen=True)
-class BaselineOptions:
-    """Where baselines live and what to do with them. ``ci`` turns a missing baseline into a failure."""
-
-    root: Path = Path("baselines")
-    update: bool = False
-    force: bool = False  # with update: record checks whose fixed expectations fail too
-    ci: bool = field(default_factory=lambda: os.environ.get("CI", "").lower() in ("1", "true", "yes"))
-
-
 @dataclass
 class GeomSession:
     """Caches loaded models and captures for the life of one pytest session or CLI run."""
@@ -68,10 +58,6 @@ class GeomSession:
     token_budget: int = DEFAULT_TOKEN_BUDGET
     baselines: BaselineOptions | None = None
     _models: dict[str, LoadedModel] = field(default_factory=dict)
-    _recorded: dict[Path, dict] = field(default_factory=dict)
-    _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
-    _not_recorded: dict[Path, list[str]] = field(default_factory=dict)
-    used_baselines: dict[tuple[str, Path], Path | None] = field(default_factory=dict)
     _measurements: dict[tuple, tuple[Measurement, Measurement, Wanted]] = field(default_factory=dict)  # plain, with errors, errors for
     _fingerprints: dict[str, str] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
@@ -82,6 +68,10 @@ class GeomSession:
     started: float = field(default_factory=time.perf_counter)
     shared_seconds: float = 0.0  # loading and capturing, paid once and shared, so never billed to one check
     progress_opener: Opener = stderr_opener  # where capture progress goes; pytest's suspends its output capture
+    book: BaselineBook | None = field(init=False, default=None)  # the baseline bookkeeping (gate.book), with baselines
+
+    def __post_init__(self) -> None:
+        self.book = BaselineBook(self.baselines) if self.baselines is not None else None
 
     def add_model(self, ref: str, loaded: LoadedModel) -> None:
         """Use an already loaded (e.g. deliberately damaged) model under the name ``ref``."""
@@ -215,45 +205,13 @@ class GeomSession:
         return Wanted(frozenset(other.metric for other in sharing), per_layer=any(other.gates_per_layer for other in sharing))
 
     def baseline_file(self, spec: Spec, ref: str) -> Path:
-        assert self.baselines is not None
-        return baseline.baseline_path(self.baselines.root, self.model(ref).ref.key, spec.name)
+        assert self.book is not None
+        return self.book.path(spec, self.model(ref).ref.key)
 
     def _against_baseline(self, spec: Spec, check: Check, ref: str, measurement: Measurement, outcome: Outcome) -> Outcome:
-        """Queue the measurement for recording (with --update), else test it against the recorded distribution."""
-        options = self.baselines
-        assert options is not None
-        path = self.baseline_file(spec, ref)
-        if options.update:
-            if outcome.status == "passed" or options.force:
-                entries = self._pending.setdefault(path, (ref, spec.name, {}))[2]
-                entries[check.id] = baseline.entry(check, measurement, self.inputs_fingerprint(spec, check, ref), self._model_fingerprint(ref))
-            else:
-                self._not_recorded.setdefault(path, []).append(check.id)
-            return outcome
-        if path not in self._recorded:
-            self._recorded[path] = baseline.read(path) if path.is_file() else {}
-        recorded = self._recorded[path].get("checks", {}).get(check.id) if self._recorded[path] else None
-        self.used_baselines[(ref, spec.path)] = path if self._recorded[path] else None
-        if recorded is None:
-            missing = f"no baseline for check {check.id!r} in {path}"
-            remedy = f"record one with: pytest --geom-model={ref} --geom-spec={spec.display_path} --geom-update, and commit it"
-            if options.ci:
-                return replace(outcome, status="failed", headline=f"{check.property}[{ref}]: {missing} ({check.location})", details=(remedy, *outcome.details))
-            print(f"geomcheck: warning: {missing} (in CI this fails); {remedy}", file=sys.stderr)
-            return outcome
-        fingerprint = self.inputs_fingerprint(spec, check, ref)
-        verdict = baseline.against(check, properties.get(check.property), recorded, measurement, fingerprint)
-        moved = verdict.alarms
-        if not moved:
-            return outcome
-        what = f"drifted from its baseline in {len(moved)} of {verdict.tested} gated value(s)"
-        headline = f"{check.property}[{ref}] {what} ({check.location})"
-        if outcome.status == "failed":
-            headline = outcome.headline + f"; also {what}"
-        gate = verdict.result.settings.describe() if verdict.result is not None else ""
-        gate += "; paired: the baseline's own inputs" if verdict.paired else "; unpaired: other inputs than the baseline's"
-        details = (*outcome.details, f"baseline: {path} ({gate})", *moved[:12], *(["..."] if len(moved) > 12 else []))
-        return replace(outcome, status="failed", headline=headline, details=details)
+        assert self.book is not None
+        return self.book.judge(spec, check, ref, self.model(ref).ref.key, measurement, outcome,
+                               lambda: (self.inputs_fingerprint(spec, check, ref), self._model_fingerprint(ref)))
 
     def inputs_fingerprint(self, spec: Spec, check: Check, ref: str) -> dict[str, object]:
         input_spec = self.inputs_for(spec, check)
@@ -276,31 +234,18 @@ class GeomSession:
             self._fingerprints[ref] = weights_fingerprint(loaded.model)
         return {"reference": ref, "key": loaded.ref.key, "weights": self._fingerprints[ref], "dtype": str(next(loaded.model.parameters()).dtype)}
 
+    @property
+    def used_baselines(self) -> dict[tuple[str, Path], Path | None]:
+        return self.book.used if self.book is not None else {}
+
     def finish(self) -> list[Path]:
-        """Write the baselines this run recorded; only with --update (a missing baseline is reported, never written)."""
-        options = self.baselines
-        if options is None or not options.update:
-            return []
-        written = []
-        for path, (ref, spec_name, entries) in self._pending.items():
-            baseline.merge_and_write(path, ref, spec_name, entries)
-            written.append(path)
-        self._pending.clear()
-        return written
+        return self.book.finish() if self.book is not None else []
 
     def not_recorded(self) -> dict[Path, list[str]]:
-        """Checks --update left out because their fixed expectations failed (record them with --force-update)."""
-        return dict(self._not_recorded)
+        return self.book.not_recorded() if self.book is not None else {}
 
     def baseline_summary(self) -> list[str]:
-        """Write what --update recorded, and say which baseline each (model, spec) was compared with."""
-        lines = [f"baseline written: {path}" for path in self.finish()]
-        for path, ids in self._not_recorded.items():
-            lines.append(f"baseline NOT recorded for {', '.join(ids)} in {path}: the check fails its fixed expectation "
-                         "(record it anyway with --force-update)")
-        for (ref, spec_path), path in self.used_baselines.items():
-            lines.append(f"baseline compared for {ref} / {spec_path.name}: {path if path is not None else 'none (no baseline file)'}")
-        return lines
+        return self.book.summary() if self.book is not None else []
 
 
 @dataclass(frozen=True)
@@ -334,7 +279,7 @@ def run_cli(options: RunOptions) -> int:
                     result = session.run_check(spec, check, ref)
                 except GeomcheckError as exc:
                     print(f"ERROR {spec.display_path}::{check.id}[{ref}]: {exc}", file=sys.stderr)
-                    return 3
+                    return ExitCode.ERROR
                 outcome = result.outcome
                 print(f"{outcome.status.upper():<7} {spec.display_path}::{check.id}[{ref}]  {outcome.headline}")
                 for line in outcome.details if outcome.status == "failed" else ():
@@ -350,7 +295,7 @@ def run_cli(options: RunOptions) -> int:
             written = write_reports(session, options.report, umap=options.umap, input_text=options.input_text)
         except OSError as exc:
             print(f"geomcheck: error: cannot write the report: {exc.strerror or exc} ({exc.filename or options.report})", file=sys.stderr)
-            return 3
+            return ExitCode.ERROR
         for path in written:
             print(f"report: {path}")
-    return 3 if errors else 1 if failed else 0
+    return ExitCode.ERROR if errors else ExitCode.FAILED if failed else ExitCode.OK

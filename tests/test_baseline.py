@@ -1,6 +1,7 @@
 """Baselines: distributions recorded only on request, the statistical gate, CI behaviour, locking and atomic writes."""
 
 import json
+import os
 import stat
 import threading
 from dataclasses import replace
@@ -92,7 +93,7 @@ def test_write_is_atomic_when_interrupted_and_readable_by_others(tmp_path, monke
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of writing
 
-    monkeypatch.setattr(baseline.json, "dump", crash)
+    monkeypatch.setattr(os, "fsync", crash)  # after the temporary file is written, before it replaces the baseline
     with pytest.raises(KeyboardInterrupt):
         baseline.write_atomic(path, {"format": 2, "checks": {"a": 2}})
     assert path.read_text() == before
@@ -210,3 +211,16 @@ def test_the_baseline_s_own_inputs_make_the_test_paired():
     paired = baseline.against(check, PROP, recorded, moved, inputs)
     assert not unpaired.paired and unpaired.alarms == ()
     assert paired.paired and paired.alarms
+
+
+@pytest.mark.parametrize("command, expected", [
+    (None, "pytest --geom-model="),  # the default: pytest's spelling
+    ("geomcheck run --model={ref} --spec={spec} --update", "geomcheck run --model="),
+])
+def test_a_missing_baseline_names_the_update_command_of_the_front_end_in_use(tiny_dirs, spec, tmp_path, command, expected):
+    from geomcheck.gate.book import BaselineOptions as Options
+
+    options = Options(root=tmp_path / "none", ci=True, **({"update_command": command} if command else {}))
+    session = GeomSession(baselines=options)
+    outcome = session.run_check(spec, spec.checks[0], str(tiny_dirs["llama"])).outcome
+    assert outcome.status == "failed" and outcome.details[0].startswith(f"record one with: {expected}")

@@ -16,8 +16,6 @@ import contextlib
 import fcntl
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from geomcheck.gate.drift import (
     GatedValue,
     drift_test,
 )
-from geomcheck.paths import confined, safe_component
+from geomcheck.paths import confined, safe_component, write_atomically
 from geomcheck.properties.base import Measurement, Metric, PropertyDef
 from geomcheck.spec.schema import Check
 
@@ -271,18 +269,5 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: Mapping[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True, allow_nan=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, FILE_MODE & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """The baseline document as sorted, one-number-per-line JSON, replaced atomically (paths.write_atomically)."""
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n", FILE_MODE)

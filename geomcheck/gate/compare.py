@@ -16,6 +16,7 @@ import numpy as np
 
 from geomcheck import properties
 from geomcheck.capture.inputs import InputSpec
+from geomcheck.exit_codes import REGRESSED, ExitCode
 from geomcheck.gate.baseline import gated_values, settings_for
 from geomcheck.gate.drift import DriftResult, drift_test
 from geomcheck.gate.results import CheckResult
@@ -23,7 +24,7 @@ from geomcheck.spec.expect import format_value
 from geomcheck.spec.schema import Check, Spec
 
 Change = Literal["regressed", "fixed", "unchanged", "changed"]
-EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 3
+EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = ExitCode.OK, REGRESSED, ExitCode.ERROR
 
 
 @dataclass(frozen=True)

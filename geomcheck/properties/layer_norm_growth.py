@@ -21,7 +21,6 @@ final-norm drop 0.05 vs 0.80).
 
 from __future__ import annotations
 
-
 import numpy as np
 from pydantic import Field
 from scipy.stats import spearmanr

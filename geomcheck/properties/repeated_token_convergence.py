@@ -21,7 +21,6 @@ its random-init twin (whose later copies drift away from position 0).
 
 from __future__ import annotations
 
-
 import numpy as np
 from pydantic import Field
 from scipy.stats import spearmanr

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geomcheck.paths import confined, safe_component
+from geomcheck.paths import confined, safe_component, write_atomically
 
 if TYPE_CHECKING:
     from geomcheck.gate.results import CheckResult, SessionView
@@ -76,20 +75,6 @@ def report_paths(session: SessionView, report: str | None) -> dict[tuple[str, Pa
     return paths
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``: readers never see half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_reports(session: SessionView, report: str | None, *, umap: bool = False, input_text: bool = False) -> list[Path]:
     """Write one HTML report per (model, spec) in ``session.results``; returns the paths written.
 
@@ -117,4 +102,4 @@ def write_reports(session: SessionView, report: str | None, *, umap: bool = Fals
     return written
 
 
-__all__ = ["report_paths", "write_reports", "write_atomically"]
+__all__ = ["report_paths", "write_reports"]

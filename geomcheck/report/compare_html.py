@@ -20,7 +20,7 @@ from plotly.offline import get_plotlyjs
 from geomcheck.gate.compare import CheckComparison, Comparison, per_layer
 from geomcheck.gate.results import SessionView
 from geomcheck.models.loader import LoadedModel
-from geomcheck.report import write_atomically
+from geomcheck.paths import write_atomically
 from geomcheck.report.figures import FAIL_COLOUR, Figure, _f32, _figure, shade_pass_band
 from geomcheck.report.html import (
     PLOT_CONFIG,

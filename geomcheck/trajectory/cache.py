@@ -13,8 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from geomcheck.paths import safe_component
-from geomcheck.report import write_atomically
+from geomcheck.paths import safe_component, write_atomically
 from geomcheck.spec.schema import Spec
 from geomcheck.trajectory.records import CheckpointRecord
 

@@ -20,12 +20,12 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from geomcheck.report import write_atomically
+from geomcheck.paths import write_atomically
 from geomcheck.report.figures import FAIL_COLOUR, NOT_JUDGED, PASS_COLOUR, Figure, _figure, judged, shade_pass_band
 from geomcheck.report.html import PLOT_CONFIG, FigureBlock, _environment, _Figures, _versions, script_json
 from geomcheck.spec.schema import Check
 from geomcheck.trajectory.discover import Checkpoint
-from geomcheck.trajectory.records import CheckpointRecord, CheckPoint, history
+from geomcheck.trajectory.records import CheckPoint, CheckpointRecord, history
 
 LINE_COLOUR = "#1f77b4"
 STATUS_MARKS = {"passed": "+", "failed": "×", "skipped": "–", "error": "!", "missing": "?"}

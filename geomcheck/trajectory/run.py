@@ -22,6 +22,7 @@ import numpy as np
 
 from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 from geomcheck.errors import GeomcheckError
+from geomcheck.exit_codes import REGRESSED, ExitCode
 from geomcheck.models.loader import LoadOptions
 from geomcheck.paths import safe_component
 from geomcheck.runner import GeomSession
@@ -30,7 +31,7 @@ from geomcheck.trajectory import cache
 from geomcheck.trajectory.discover import Checkpoint, NoCheckpointsError, discover
 from geomcheck.trajectory.records import CheckpointRecord, Unusable, check_point, history
 
-EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 3
+EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = ExitCode.OK, REGRESSED, ExitCode.ERROR
 DEFAULT_DIRECTORY = Path("reports")
 
 
