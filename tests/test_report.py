@@ -63,6 +63,9 @@ checks:
   - id: growth
     property: layer_norm_growth
     expect: {{min: 0.0}}
+  - id: rank
+    property: effective_rank
+    expect: {{on: per_layer, min: 1.0}}
   - id: repeated
     property: repeated_token_convergence
     inputs: {{mode: repeated_token, sequences: 6, tokens: 24}}
@@ -73,7 +76,7 @@ checks:
 """
 STATUSES = {
     "separation": "passed", "first_token": "failed", "first_token_per_layer": "passed", "helix": "passed",
-    "structure": "passed", "growth": "passed", "repeated": "passed", "repeated_on_text": "skipped",
+    "structure": "passed", "growth": "passed", "rank": "passed", "repeated": "passed", "repeated_on_text": "skipped",
 }
 
 

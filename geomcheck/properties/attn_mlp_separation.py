@@ -76,8 +76,8 @@ def applies(acts: Activations) -> str | None:
     return None
 
 
-def _pooled(acts: Activations, params: Params, layers: tuple[int, ...], rng: np.random.Generator):
-    """Vectors, site labels, sequence ids and block ids of the pooled, subsampled points."""
+def pooled_points(acts: Activations, params: Params, layers: tuple[int, ...], rng: np.random.Generator):
+    """Vectors, site labels, sequence ids and block ids of the pooled, subsampled points (the report draws the same ones)."""
     index = acts.sample_index
     keep = np.flatnonzero(index[:, 1] >= params.skip_first)
     groups = _averaging_groups(index[keep, 0], params.average)
@@ -137,7 +137,7 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
     if n_seq < params.folds:
         return invalid(NAME, f"held-out probing needs samples from at least {params.folds} sequences; got {n_seq}", layers, params)
     rng = np.random.default_rng(acts.seed)
-    pooled = _pooled(acts, params, layers, rng)
+    pooled = pooled_points(acts, params, layers, rng)
     if pooled is None:
         return invalid(NAME, f"no sequence has {params.average} samples to average at positions >= {params.skip_first}", layers, params)
     x, y, seq, block = pooled

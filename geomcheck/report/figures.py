@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from geomcheck.capture.activations import Activations
 from geomcheck.capture.sites import Point
 from geomcheck.properties.base import Measurement
+from geomcheck.properties.linear import balanced_accuracy
 from geomcheck.spec.layers import format_blocks
 from geomcheck.spec.schema import Check, Expectation
 
@@ -298,20 +299,27 @@ def overview_figure(verdicts: Sequence[Verdict]) -> Figure | None:
 # ---------------------------------------------------------------- attn_mlp_separation
 
 
+def params_of(m: Measurement):
+    """The measurement's parameters as its property's typed model: defaults come from the declaration, never restated here."""
+    from geomcheck import properties
+
+    return properties.get(m.property).params.model_validate(m.params)
+
+
 def _probe_space(data: FigureInput):
     """The points the check's probe saw, in the space it saw them: the property's own pooling and its top-k PCA.
 
     Returns (z, labels, blocks, sequences, decision) with ``decision`` the held-out decision value of the
     same logistic probe (GroupKFold by sequence, PCA fitted inside each fold), or None.
     """
-    from geomcheck.properties.attn_mlp_separation import Params, _pooled
+    from geomcheck.properties.attn_mlp_separation import pooled_points
     from geomcheck.properties.base import deterministic_pca
     from geomcheck.properties.linear import held_out_decisions
 
     acts, m = data.activations, data.measurement
-    params = Params(**m.params)
+    params = params_of(m)
     try:
-        pooled = _pooled(acts, params, tuple(m.layers), np.random.default_rng(acts.seed))
+        pooled = pooled_points(acts, params, tuple(m.layers), np.random.default_rng(acts.seed))
     except (KeyError, AttributeError, TypeError):  # samples not kept at these sites
         return None
     if pooled is None:
@@ -344,11 +352,6 @@ def _site_scatter(fig: go.Figure, z: np.ndarray, labels: np.ndarray, hover: list
                                    hovertext=[hover[i] for i in rows], hoverinfo="text", **position))
 
 
-def _balanced_accuracy(decision: np.ndarray, labels: np.ndarray) -> float:
-    predicted = decision > 0
-    return float(np.mean([np.mean(predicted[labels == label] == bool(label)) for label in (0, 1)]))
-
-
 def separation_figures(data: FigureInput) -> list[Figure]:
     """What the check measured: the probe's held-out decision values in the top-k PCA space it was trained in.
 
@@ -371,10 +374,10 @@ def separation_figures(data: FigureInput) -> list[Figure]:
     rest = z - np.outer(z @ direction, direction)
     _, _, vt = np.linalg.svd(rest - rest.mean(axis=0), full_matrices=False)
     view = np.column_stack([decision, rest @ vt[0]])
-    accuracy = _balanced_accuracy(decision, labels)
+    accuracy = balanced_accuracy(labels, (decision > 0).astype(labels.dtype))
     checked = data.measurement.metrics.get("probe_pca_accuracy")
     checked_text = f"; the check's value (mean over folds): {checked.aggregate:.3f}" if checked is not None and checked.aggregate is not None else ""
-    unit = "unit-normalised " if data.measurement.params.get("unit_normalise", True) else ""
+    unit = "unit-normalised " if params_of(data.measurement).unit_normalise else ""
     fig = _figure(f"attn_out vs mlp_out in the probe's {k}-D PCA space", "held-out probe decision value (> 0: mlp_out)",
                   f"top remaining component of the {k}-D space", height=520)
     _site_scatter(fig, view[rows], labels[rows], hover)
@@ -448,7 +451,7 @@ def _separation_umap(z: np.ndarray, labels: np.ndarray, hover: list[str], shown:
 
 def first_position_figures(data: FigureInput) -> list[Figure]:
     m, acts = data.measurement, data.activations
-    point = Point(m.params.get("point", "resid_post"))
+    point = Point(params_of(m).point)
     figures = []
     details = m.details
     if "median_norm_by_position" in details:
@@ -472,7 +475,7 @@ def first_position_figures(data: FigureInput) -> list[Figure]:
         ordered = sorted(ratio.per_layer.items())
         fig = _figure("position-0 norm ratio by block", "block", "ratio (log)", log_y=True, height=360)
         fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([max(v, 1e-6) for _, v in ordered]), mode="lines+markers", name="ratio"))
-        threshold = float(m.params.get("threshold", 20.0))
+        threshold = float(params_of(m).threshold)
         fig.add_trace(go.Scatter(x=[ordered[0][0], ordered[-1][0]], y=[threshold, threshold], mode="lines", name=f"threshold {threshold:g}",
                                  line={"dash": "dash", "color": FAIL_COLOUR}))
         figures.append(Figure("first-position-ratio", "Ratio by block",
@@ -483,7 +486,7 @@ def first_position_figures(data: FigureInput) -> list[Figure]:
 
 def _mark_band(fig: go.Figure, m: Measurement) -> str:
     """Dotted lines at the onset and last blocks; returns the caption sentence, which says so when no block qualified."""
-    threshold = float(m.params.get("threshold", 20.0))
+    threshold = float(params_of(m).threshold)
     marked = []
     for name, label in (("onset_layer", "onset"), ("last_layer", "last")):
         metric = m.metrics.get(name)
@@ -565,7 +568,7 @@ def _sinusoid(y: np.ndarray, t: np.ndarray, cycles: float) -> np.ndarray:
 
 def sequence_figures(data: FigureInput) -> list[Figure]:
     m, acts = data.measurement, data.activations
-    skip = int(m.params.get("skip_first", 1))
+    skip = int(params_of(m).skip_first)
     figures = []
     middle = int(m.details["middle_block"][0]) if "middle_block" in m.details else (m.layers[len(m.layers) // 2] if m.layers else None)
     stats = acts.site(middle, Point.RESID_POST) if acts is not None and middle is not None else None
@@ -611,7 +614,7 @@ def sequence_figures(data: FigureInput) -> list[Figure]:
 
 def norm_growth_figures(data: FigureInput) -> list[Figure]:
     m, acts = data.measurement, data.activations
-    skip = int(m.params.get("skip_first", 1))
+    skip = int(params_of(m).skip_first)
     fig = _figure("median resid_post norm by block", "block", "median norm (log)", log_y=True)
     if acts is not None:
         blocks, norms = _block_norms(acts, Point.RESID_POST)
@@ -654,7 +657,7 @@ def repeated_token_figures(data: FigureInput) -> list[Figure]:
         return detail_figures(data)
     blocks = [int(b) for b in m.details["blocks"]]
     positions, cosine = np.asarray(m.details["positions"]), np.asarray(m.details["cosine"])
-    reference = int(m.params.get("reference_position", 0))
+    reference = int(params_of(m).reference_position)
     shown = _subsample(len(positions), MAX_POINTS // max(len(blocks), 1), np.random.default_rng(data.seed))
     fig = _figure(f"cosine similarity to position {reference} along the sequence", "position", "block",
                   height=max(300, min(640, 60 + 16 * len(blocks))))
