@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-input-text", action="store_true", dest="input_text",
                      help="show the tokens of text and dataset inputs in the report (off: they come from the checked repository)")
     run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
+    run.add_argument("--batch-size", type=_typed(option_values.positive_int), default=8,
+                     help="sequences per forward pass while capturing (default 8; lower it when the device runs out of memory)")
     run.add_argument("--update", action="store_true",
                      help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
     run.add_argument("--force-update", action="store_true", help="like --update, but record failing checks too")
@@ -289,6 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_report=not args.no_report,
         umap=args.umap,
         input_text=args.input_text,
+        batch_size=args.batch_size,
         load=_load_options(args),
         token_budget=args.token_budget,
         baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update,

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
+import torch
 
 from geomcheck import properties
 from geomcheck.capture.hooks import CapturePlan, capture, mapping_check_pending
@@ -40,6 +41,19 @@ from geomcheck.spec.layers import resolve_layers
 from geomcheck.spec.schema import Check, Spec
 
 
+def out_of_memory(ref: str, loaded: LoadedModel, batch, batch_size: int) -> GeomcheckError:
+    """The device ran out of memory mid-capture: say what was asked and which option helps, in one line."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    device = loaded.input_device
+    smaller = max(1, batch_size // 2)
+    return GeomcheckError(
+        f"{device} ran out of memory capturing {ref} ({batch.n_sequences} sequences x {batch.length} tokens, {batch_size} per "
+        f"forward pass). Remedy: a smaller batch (geomcheck run --batch-size {smaller}, pytest --geom-batch-size={smaller}), "
+        "half the weights' memory (--dtype bfloat16 / --geom-dtype=bfloat16), or the model spread over every device "
+        "(--device auto / --geom-device=auto)")
+
+
 def capture_plan(props: Iterable[PropertyDef], seed: int) -> CapturePlan:
     """What capture keeps for these properties: norms and maxima everywhere, samples and per-position
     means only at the sites some property reads (``PropertyDef.needs``). On an accelerator the per-group
@@ -57,6 +71,7 @@ class GeomSession:
     load_options: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int = DEFAULT_TOKEN_BUDGET
     baselines: BaselineOptions | None = None
+    batch_size: int = 8  # sequences per forward pass while capturing; lower it when the device runs out of memory
     _models: dict[str, LoadedModel] = field(default_factory=dict)
     _measurements: dict[tuple, tuple[Measurement, Measurement, Wanted]] = field(default_factory=dict)  # plain, with errors, errors for
     _fingerprints: dict[str, str] = field(default_factory=dict)
@@ -119,12 +134,15 @@ class GeomSession:
             started = time.perf_counter()
             print(f"geomcheck: capturing {ref} on {batch.description}", file=sys.stderr)
             serving = tuple(properties.get(name) for name in sorted(self._planned.get(input_spec) or properties.REGISTRY))
-            plan = capture_plan(serving, input_spec.seed)
+            plan = replace(capture_plan(serving, input_spec.seed), batch_size=self.batch_size)
             progress = Progress(f"geomcheck: capturing {ref}", self.progress_opener)
             # The first capture of a model in a process starts with one short checking pass: counted as a batch.
             passes = -(-batch.n_sequences // plan.batch_size) + int(mapping_check_pending(loaded, plan))
-            with block_progress(loaded.table.block_modules(loaded.base), passes, progress):
-                acts = capture(loaded, batch, plan)
+            try:
+                with block_progress(loaded.table.block_modules(loaded.base), passes, progress):
+                    acts = capture(loaded, batch, plan)
+            except torch.OutOfMemoryError:
+                raise out_of_memory(ref, loaded, batch, plan.batch_size) from None
             progress.finish("captured")
             self._captures[key] = CaptureRecord(acts, batch, time.perf_counter() - started)
             self._served[key] = serving
@@ -259,6 +277,7 @@ class RunOptions:
     load: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int | None = None
     baselines: BaselineOptions | None = None
+    batch_size: int = 8
 
 
 def run_cli(options: RunOptions) -> int:
@@ -269,7 +288,7 @@ def run_cli(options: RunOptions) -> int:
     for spec in specs:
         for warning in spec.warnings:
             print(f"geomcheck: {warning}", file=sys.stderr)
-    session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines)
+    session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines, batch_size=options.batch_size)
     session.plan((spec, check) for spec in specs for check in spec.checks)
     failed = errors = False
     for ref in options.models:

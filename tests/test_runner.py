@@ -154,3 +154,34 @@ def test_without_a_plan_a_capture_serves_every_property(tiny_dirs, tmp_path):
     session = GeomSession()
     session.run_check(later, later.checks[0], str(tiny_dirs["llama"]))
     assert _kept(session, "attn_out") == (True, False) and _kept(session, "resid_post") == (True, True)
+
+
+def test_running_out_of_device_memory_is_one_line_naming_the_options_that_help(tiny_dirs, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from geomcheck import runner
+    from geomcheck.cli import main
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(runner, "capture", exhausted)
+    (tmp_path / "s.yaml").write_text(PLANNED)
+    code = main(["run", f"--model={tiny_dirs['llama']}", f"--spec={tmp_path / 's.yaml'}", "--no-report", "--no-baseline", "--batch-size", "4"])
+    err = capsys.readouterr().err
+    assert code == 3
+    (line,) = [line for line in err.splitlines() if "out of memory" in line]
+    assert "4 sequences x" in line and "4 per forward pass" in line
+    assert "--batch-size 2" in line and "--geom-batch-size=2" in line and "bfloat16" in line and "--device auto" in line
+
+
+def test_the_batch_size_reaches_the_capture(tiny_dirs, tmp_path, monkeypatch):
+    from geomcheck import runner
+
+    seen = []
+    original = runner.capture
+    monkeypatch.setattr(runner, "capture", lambda loaded, batch, plan: seen.append(plan.batch_size) or original(loaded, batch, plan))
+    (tmp_path / "s.yaml").write_text(PLANNED)
+    spec = load_spec(tmp_path / "s.yaml")
+    GeomSession(batch_size=3).run_check(spec, spec.checks[0], str(tiny_dirs["llama"]))
+    assert seen == [3]

@@ -31,6 +31,7 @@ class Settings:
     baseline_root: Path | None  # None: --geom-no-baseline
     update: bool
     force: bool
+    batch_size: int = 8
 
 
 def build_settings(config: pytest.Config, models: list[str]) -> Settings:
@@ -52,8 +53,9 @@ def build_settings(config: pytest.Config, models: list[str]) -> Settings:
     root = None
     if not config.getoption("geom_no_baseline"):
         root = _checked(config, "geom_baseline_dir", option_values.output_folder, config.rootpath / "baselines")
+    batch_size = _checked(config, "geom_batch_size", option_values.positive_int, 8)
     return Settings(options, budget, root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
-                    force=bool(config.getoption("geom_force_update")))
+                    force=bool(config.getoption("geom_force_update")), batch_size=batch_size)
 
 
 def geom_session(config: pytest.Config) -> GeomSession:
@@ -63,7 +65,7 @@ def geom_session(config: pytest.Config) -> GeomSession:
 
         settings = config.stash[SETTINGS_KEY]
         baselines = None if settings.baseline_root is None else BaselineOptions(settings.baseline_root, settings.update, settings.force)
-        session = GeomSession(settings.load_options, settings.token_budget, baselines)
+        session = GeomSession(settings.load_options, settings.token_budget, baselines, batch_size=settings.batch_size)
         session.progress_opener = _terminal_opener(config)
         # The checks pytest collected and kept (after -k and the like): captures keep only what they read.
         session.plan((item.spec, item.check) for item in config.stash.get(PLANNED_KEY, ()))

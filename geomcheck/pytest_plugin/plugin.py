@@ -27,6 +27,7 @@ _OPTIONS = (
     ("--geom-dtype", "geom_dtype", "string", "float32 (default), bfloat16 or float16"),
     ("--geom-seed", "geom_seed", "string", "seed for random: twins and input sampling (default 0)"),
     ("--geom-token-budget", "geom_token_budget", "string", "largest sequences x tokens a spec may ask for"),
+    ("--geom-batch-size", "geom_batch_size", "string", "sequences per forward pass while capturing (default 8; lower it when the device runs out of memory)"),
     ("--geom-baseline-dir", "geom_baseline_dir", "string", "where baselines live (default: baselines/ under the rootdir)"),
 )
 
