@@ -55,3 +55,20 @@ def test_session_runs_checks_on_an_auto_placed_model(tiny_dirs, tmp_path):
     session = GeomSession(LoadOptions(device="auto"))
     result = session.run_check(spec, spec.checks[0], str(tiny_dirs["llama"]))
     assert result.outcome.status == "passed", result.outcome.headline
+
+
+def test_the_gpu_session_s_whole_run_benchmark_runs_on_a_tiny_shape(tmp_path):
+    """benchmarks/gpu_run.py is what a lent GPU runs once; it must work before a device is lent."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "run.json"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_run.py"), "--shapes", "tiny", "--device", "cpu", "--dtype", "float32",
+                           "--sequences", "8", "--tokens", "32", "--json", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert row["shape"] == "tiny" and row["checks"] > 0 and row["floor_s"] > 0
+    assert {"capture (forward + hooks)", "report"} <= set(row["stages"]) and any(k.startswith("measure:") for k in row["stages"])
