@@ -152,7 +152,8 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
         x = x - x.mean(axis=0)  # moments about the overall mean stay well conditioned
         if wide:
             rows = as_tensor(x)
-            warm = top_covariance_eigen(rows, components).vectors
+            full = top_covariance_eigen(rows, components)
+            warm = full.basis if full.basis is not None else full.vectors  # every Ritz vector found, not only the top k
         else:
             total_square = x.T @ x if scatter is None else scatter
     decisions = np.empty(len(x))

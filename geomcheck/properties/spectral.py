@@ -38,6 +38,7 @@ class TopEigen:
     vectors: torch.Tensor
     iterations: int  # Krylov restarts; 0: exact route
     converged: bool
+    basis: torch.Tensor | None = None  # the Krylov route's best Ritz vectors beyond the top k: a warm start for nearby data
 
 
 def as_tensor(x: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
@@ -123,7 +124,7 @@ def _iterate(x: torch.Tensor, k: int, shift: torch.Tensor | None, scale: float, 
             converged = True
             break
         block = ritz
-    return TopEigen(values[:k].clamp_min(0.0), ritz[:, :k], cycle, converged)
+    return TopEigen(values[:k].clamp_min(0.0), ritz[:, :k], cycle, converged, ritz)
 
 
 def orient(vectors: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ jackknife took 1.8 s and 4.5 s with OpenBLAS's two threads and 1.3 s and 2.9 s w
 position-structure PCAs 3.6 s against 0.5 s. Handing a 576 x 576 eigenproblem or an 8-column Newton
 step to a second thread costs more in hand-off than it saves. The limit holds only inside the block,
 so a host process (the pytest plugin runs inside the user's) keeps its own setting everywhere else;
-torch's own threads, which the forward passes use, are not BLAS threads and are not touched.
+torch's thread count is set to one inside the block too (the measurement's torch arithmetic) and
+restored after it, so the forward passes keep every core.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TypeVar
 
+import torch
 from threadpoolctl import ThreadpoolController
 
 
@@ -28,8 +30,15 @@ def _controller() -> ThreadpoolController:
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    with _controller().limit(limits=1, user_api="blas"):
-        yield
+    """One BLAS thread, and one torch thread for the measurement's torch arithmetic (geomcheck.properties.spectral):
+    the jackknife already runs one replicate per core, and two threads each in two replicates fight for two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _controller().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 T = TypeVar("T")
