@@ -88,7 +88,7 @@ def instrument(timers: Timers) -> None:
             with timers.timing(f"measure: {self._prop.name}"):
                 return self._prop.measure(*args, **kwargs)
 
-    runner.properties = type("P", (), {"get": staticmethod(lambda name: TimedProperty(original_get(name)))})
+    runner.properties = type("P", (), {"get": staticmethod(lambda name: TimedProperty(original_get(name))), "REGISTRY": properties.REGISTRY})
     original_uncertainty = runner.with_uncertainty
 
     def uncertainty(prop, *args, **kwargs):
