@@ -8,9 +8,7 @@ are dropped as soon as the hooks have reduced them. Logits are never computed.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +25,9 @@ from geomcheck.capture.inputs import TokenBatch
 from geomcheck.capture.sites import BLOCK_POINTS, Point, Site, all_sites, select_sites
 from geomcheck.errors import VerificationError
 from geomcheck.models.adapters import ArchitectureTable
+from geomcheck.models.adapters.taps import TOLERANCE, Hooks, Tap, block_taps, relative_rms
 from geomcheck.models.loader import LoadedModel
 
-TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 VERIFY_TOKENS = 32  # length of the one-sequence pass compared with the model's hidden_states
 # The architecture tables whose hooks were checked against each model's hidden_states in this process
 # (a pass costs about one read of the weights: ~2-4 % of a small capture on the CPU, so it is paid once
@@ -345,42 +343,27 @@ class _Verifier:
         self.attn[block] = self._rows(attn_out)
 
     def record_mid(self, block: int, resid_mid: torch.Tensor) -> None:
-        self._queue(block, _relative_rms(self.resid_pre[block] + self.attn[block], self._rows(resid_mid)), "resid_pre + attn_out vs resid_mid")
+        self._queue(block, relative_rms(self.resid_pre[block] + self.attn[block], self._rows(resid_mid)), "resid_pre + attn_out vs resid_mid")
 
     def finish_block(self, block: int, mlp_out: torch.Tensor) -> None:
         self.reconstructed[block] = self.resid_pre.pop(block) + self.attn.pop(block) + self._rows(mlp_out)
 
     def block_output(self, block: int, resid_post: torch.Tensor) -> None:
         rebuilt = self.reconstructed[block] if self.keep_for_hidden_states else self.reconstructed.pop(block)
-        self._queue(block, _relative_rms(rebuilt, self._rows(resid_post)), "resid_pre + attn_out + mlp_out vs the block output")
+        self._queue(block, relative_rms(rebuilt, self._rows(resid_post)), "resid_pre + attn_out + mlp_out vs the block output")
 
     def compare(self, hidden_states: tuple[torch.Tensor, ...], final_norm: nn.Module) -> None:
         last = len(self.worst) - 1
         for block, rebuilt in sorted(self.reconstructed.items()):
             target = self._rows(hidden_states[block + 1])
-            error = float(_relative_rms(rebuilt, target))  # after the forward pass: a host read is fine here
+            error = float(relative_rms(rebuilt, target))  # after the forward pass: a host read is fine here
             if block == last and error > self.tolerance:
                 # transformers stores the last hidden state after the final norm. ``forward`` rather
                 # than a call, so geomcheck's own final_norm hook does not record this extra pass.
-                error = float(_relative_rms(final_norm.forward(rebuilt), target))
+                error = float(relative_rms(final_norm.forward(rebuilt), target))
             self._record(block, error, "reconstructed resid_post vs the model's hidden_states")
         self.reconstructed.clear()
         self.keep_for_hidden_states = False
-
-
-def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """RMS(a - b) / RMS(b) as a 0-d float32 tensor on b's device: exact-sum reconstructions give 0, real bugs >> 1e-5."""
-    target = b.float()
-    scale = torch.linalg.vector_norm(target)
-    return torch.linalg.vector_norm(a.float().to(b.device) - target) / torch.where(scale > 0, scale, torch.ones_like(scale))
-
-
-def _first(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
 
 
 def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = None) -> Activations:
@@ -413,7 +396,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
     reducers = {site: _Reducer(s, index, groups, sink) for site, s in stats.items()}
     dtype = next(loaded.model.parameters()).dtype
     verifier = _Verifier(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
-    handles = _install_hooks(loaded, reducers, verifier)
+    hooks = _install_hooks(loaded, reducers, verifier)
     ids = torch.from_numpy(batch.ids)
     try:
         if verifier is not None and mapping_check_pending(loaded, plan):
@@ -432,8 +415,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
         if sink is not None:
             sink.drain()
     finally:
-        for handle in handles:
-            handle.remove()
+        hooks.remove()
     for reducer in reducers.values():
         reducer.finish()
     position_table = None
@@ -477,98 +459,52 @@ def _verify_against_hidden_states(loaded: LoadedModel, ids: torch.Tensor, reduce
         verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm) or nn.Identity())
 
 
-def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> list:
-    """Register only the hooks that selected sites or verification need; returns removable handles."""
+def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> Hooks:
+    """Hook only what selected sites or verification need (the table of places: ``taps.block_taps``)."""
     table, base = loaded.table, loaded.base
-    blocks = table.block_modules(base)
-    handles = []
-
-    def fan_out(fns: list[Callable[[torch.Tensor], None]]) -> Callable[[torch.Tensor], None]:
-        def call_all(x: torch.Tensor) -> None:
-            for fn in fns:
-                fn(x)
-
-        return call_all
-
     # Leading (sequence, position) shape of the block running now: OPT-style MLPs flatten tokens to
     # (tokens, width), and every reducer expects (sequences, positions, width).
     lead: list[torch.Size] = [torch.Size()]
+    hooks = Hooks(lambda x: x.view(*lead[0], x.shape[-1]) if x.dim() == 2 and len(lead[0]) == 2 else x)
 
-    def output_hook(fn: Callable[[torch.Tensor], None]):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            x = _first(output)
-            fn(x.view(*lead[0], x.shape[-1]) if x.dim() == 2 and len(lead[0]) == 2 else x)
-
-        return hook
-
-    def input_hook(fn: Callable[[torch.Tensor], None]):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            x = _hidden_input(args, kwargs)
-            fn(x.view(*lead[0], x.shape[-1]) if x.dim() == 2 and len(lead[0]) == 2 else x)
-
-        return hook
-
-    def feed(site: Site) -> Callable[[torch.Tensor], None] | None:
+    def feed(site: Site) -> Tap | None:
         reducer = reducers.get(site)
         return reducer.update if reducer else None
 
-    def add_output(module: nn.Module, *fns: Callable[[torch.Tensor], None] | None) -> None:
-        live = [f for f in fns if f is not None]
-        if live:
-            handles.append(module.register_forward_hook(output_hook(fan_out(live))))
-
-    def add_input(module: nn.Module, *fns: Callable[[torch.Tensor], None] | None) -> None:
-        live = [f for f in fns if f is not None]
-        if live:
-            handles.append(module.register_forward_pre_hook(input_hook(fan_out(live)), with_kwargs=True))
-
-    scale = table.contribution_scale(loaded.model.config)
-
-    def add_contribution(module: nn.Module, *fns: Callable[[torch.Tensor], None] | None) -> None:
-        """A sublayer's output as added to the residual: times the residual multiplier where there is one."""
-        live = [f for f in fns if f is not None]
-        if live and scale is not None:
-            live = [lambda x, fn=fan_out(live): fn(x * scale)]
-        add_output(module, *live)
-
+    v = verifier
+    scale = table.contribution_scale(loaded.model.config)  # a sublayer's output as added to the residual
     parallel = table.scheme == "parallel"
     # A parallel block may run its MLP before its attention, and Falcon adds the attention output into
     # the MLP's output in place: keep a copy of the first row and rebuild when the block returns.
     pending_mlp: dict[int, torch.Tensor] = {}
 
     if table.pos_embed is not None:
-        add_output(table.resolve(base, table.pos_embed), feed(Site(None, Point.POS_EMBED)))
+        hooks.on_output(table.resolve(base, table.pos_embed), feed(Site(None, Point.POS_EMBED)))
     final_norm = table.find(base, table.final_norm)
     if final_norm is not None:
-        add_output(final_norm, feed(Site(None, Point.FINAL_NORM)))
-    for i, block in enumerate(blocks):
-        v = verifier
-        add_input(
-            block,
+        hooks.on_output(final_norm, feed(Site(None, Point.FINAL_NORM)))
+    for i, taps in enumerate(block_taps(table, base)):
+        hooks.on_input(
+            taps.block,
             lambda x: lead.__setitem__(0, x.shape[:-1]),
             feed(Site(None, Point.EMBED)) if i == 0 else None,
             (lambda x, i=i: v.record_resid_pre(i, x)) if v else None,
         )
-        norm_attn, norm_mlp, mid = table.find(block, table.norm_attn), table.find(block, table.norm_mlp), table.mid_module(block)
-        if norm_attn is not None:
-            add_output(norm_attn, feed(Site(i, Point.NORM_ATTN)))
-        add_contribution(
-            table.resolve(block, table.attn),
-            feed(Site(i, Point.ATTN_OUT)),
-            (lambda x, i=i: v.record_attn(i, x)) if v else None,
-        )
-        if mid is not None:
-            add_input(mid, feed(Site(i, Point.RESID_MID)), (lambda x, i=i: v.record_mid(i, x)) if v else None)
-        if norm_mlp is not None:
-            add_output(norm_mlp, feed(Site(i, Point.NORM_MLP)))
+        if taps.norm_attn is not None:
+            hooks.on_output(taps.norm_attn, feed(Site(i, Point.NORM_ATTN)))
+        hooks.on_output(taps.attn, feed(Site(i, Point.ATTN_OUT)), (lambda x, i=i: v.record_attn(i, x)) if v else None, scale=scale)
+        if taps.mid is not None:
+            hooks.on_input(taps.mid, feed(Site(i, Point.RESID_MID)), (lambda x, i=i: v.record_mid(i, x)) if v else None)
+        if taps.norm_mlp is not None:
+            hooks.on_output(taps.norm_mlp, feed(Site(i, Point.NORM_MLP)))
         if not v:
             finish = None
         elif parallel:
             finish = lambda x, i=i: pending_mlp.__setitem__(i, x.detach()[:1].clone())  # noqa: E731
         else:
             finish = lambda x, i=i: v.finish_block(i, x)  # noqa: E731
-        add_contribution(table.resolve(block, table.mlp), feed(Site(i, Point.MLP_OUT)), finish)
+        hooks.on_output(taps.mlp, feed(Site(i, Point.MLP_OUT)), finish, scale=scale)
         if v and parallel:
-            add_output(block, lambda x, i=i: v.finish_block(i, pending_mlp.pop(i)))
-        add_output(block, feed(Site(i, Point.RESID_POST)), (lambda x, i=i: v.block_output(i, x)) if v else None)
-    return handles
+            hooks.on_output(taps.block, lambda x, i=i: v.finish_block(i, pending_mlp.pop(i)))
+        hooks.on_output(taps.block, feed(Site(i, Point.RESID_POST)), (lambda x, i=i: v.block_output(i, x)) if v else None)
+    return hooks
