@@ -73,34 +73,30 @@ class PeakMemory:
         return (self.peak - self.start) / 2**20
 
 
+RANDOM_LLAMA = {
+    "random-llama-1b": dict(num_hidden_layers=16, hidden_size=2048, intermediate_size=8192, max_position_embeddings=4096,
+                            tie_word_embeddings=True),
+    "random-llama-8b": dict(num_hidden_layers=32, hidden_size=4096, intermediate_size=14336, max_position_embeddings=8192,
+                            tie_word_embeddings=False),
+}
+
+
 def load_model(name: str, device: str = "cpu") -> models.LoadedModel:
-    if name == "random-llama-8b":
-        # The LLaMA-3-8B layout (32 blocks, width 4096, 8 KV heads), bfloat16, drawn on the device.
+    if name in RANDOM_LLAMA:
+        # Random-init LLaMA layouts of issue #17 (~1B: 16 x 2048) and issue #23 (8B: 32 x 4096) in bfloat16,
+        # drawn on the device: weights are not needed for timing, only the shapes and the kernels they run.
         from transformers import LlamaConfig, LlamaForCausalLM
 
         from geomcheck.models.adapters import table_for
 
         torch.manual_seed(0)
-        config = LlamaConfig(num_hidden_layers=32, hidden_size=4096, intermediate_size=14336, num_attention_heads=32,
-                             num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, tie_word_embeddings=False)
+        shape = RANDOM_LLAMA[name]
+        config = LlamaConfig(num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, **shape)
         with torch.device(device):
             model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
-        ref = models.ModelRef("random-llama-8b", "directory", "in-memory")
-        return models.LoadedModel(ref, model, None, table_for("llama"), "random LlamaConfig (32 x 4096), bfloat16", 0.0, 0)
-    if name == "random-llama-1b":
-        # The ~1B LLaMA-layout shape of issue #17 (16 blocks, width 2048) in bfloat16: weights are
-        # not needed for timing, only the shapes and the kernels they run.
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        from geomcheck.models.adapters import table_for
-
-        torch.manual_seed(0)
-        config = LlamaConfig(num_hidden_layers=16, hidden_size=2048, intermediate_size=8192, num_attention_heads=32,
-                             num_key_value_heads=8, vocab_size=128256, max_position_embeddings=4096, tie_word_embeddings=True)
-        with torch.device(device):
-            model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
-        ref = models.ModelRef("random-llama-1b", "directory", "in-memory")
-        return models.LoadedModel(ref, model, None, table_for("llama"), "random LlamaConfig (16 x 2048), bfloat16", 0.0, 0)
+        ref = models.ModelRef(name, "directory", "in-memory")
+        text = f"random LlamaConfig ({shape['num_hidden_layers']} x {shape['hidden_size']}), bfloat16"
+        return models.LoadedModel(ref, model, None, table_for("llama"), text, 0.0, 0)
     if name == "random-gpt2-small":
         from transformers import GPT2Config, GPT2LMHeadModel
 
