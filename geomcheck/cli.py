@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from geomcheck import option_values
+from geomcheck import option_values, options
 from geomcheck.errors import GeomcheckError
 from geomcheck.exit_codes import ExitCode
 
@@ -55,15 +55,7 @@ def _typed(parse):
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", type=_typed(option_values.device),
-                        help="cpu, cuda, cuda:N, mps, or auto (shard with accelerate)")
-    parser.add_argument("--dtype", default="float32", choices=option_values.DTYPE_NAMES,
-                        help="weights are cast to this dtype after loading (default float32)")
-    parser.add_argument("--seed", type=_typed(option_values.seed), default=0, help="seed for random: twins and input sampling")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow pickle-based checkpoints (.bin/.pt)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code")
-    parser.add_argument("--adapters", action="append", default=[], metavar="YAML",
-                        help="adapters.yaml declaring module layouts for model types geomcheck does not know")
+    options.add_to_argparse(parser, options.MODEL_OPTIONS, _typed)
 
 
 def _load_options(args: argparse.Namespace):
@@ -112,19 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", default=None, type=_typed(option_values.output_file),
                      help="HTML report path (default reports/MODEL-SPEC.html)")
     run.add_argument("--no-report", action="store_true", help="write no HTML report")
-    run.add_argument("--umap", action="store_true", help="add a UMAP view of the attention/MLP separation to the report "
-                     "(about 10 s more per run: numba compiles it)")
-    run.add_argument("--report-input-text", action="store_true", dest="input_text",
-                     help="show the tokens of text and dataset inputs in the report (off: they come from the checked repository)")
-    run.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
-    run.add_argument("--batch-size", type=_typed(option_values.positive_int), default=8,
-                     help="sequences per forward pass while capturing (default 8; lower it when the device runs out of memory)")
-    run.add_argument("--update", action="store_true",
-                     help="record the measured values (with standard errors) as the new baseline; failing checks are not recorded")
-    run.add_argument("--force-update", action="store_true", help="like --update, but record failing checks too")
-    run.add_argument("--baseline-dir", default="baselines", type=_typed(option_values.output_folder),
-                     help="where baselines live (default: baselines/)")
-    run.add_argument("--no-baseline", action="store_true", help="fixed expectations only; no baselines read or written")
+    options.add_to_argparse(run, options.RUN_OPTIONS, _typed)
     _add_model_options(run)
 
     compare = commands.add_parser("compare", help="measure two checkpoints on identical inputs; exit 1 when a check flips from passed to failed")
@@ -290,7 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report=None if args.no_report else args.report,
         write_report=not args.no_report,
         umap=args.umap,
-        input_text=args.input_text,
+        input_text=args.report_input_text,
         batch_size=args.batch_size,
         load=_load_options(args),
         token_budget=args.token_budget,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 from geomcheck import option_values
+from geomcheck.options import ADAPTERS, ALLOW_PICKLE, BASELINE_DIR, BATCH_SIZE, DEVICE, DTYPE, SEED, TOKEN_BUDGET, TRUST_REMOTE_CODE
 from geomcheck.capture.inputs import check_budget
 from geomcheck.errors import GeomcheckError, InputError, SpecError, SpecWarning
 from geomcheck.models.refs import LoadOptions, resolve
@@ -39,21 +40,21 @@ def build_settings(config: pytest.Config, models: list[str]) -> Settings:
 
     config.stash[MODELS_KEY] = models
     options = LoadOptions(
-        device=_checked(config, "geom_device", option_values.device, "cpu"),
-        dtype=_checked(config, "geom_dtype", option_values.dtype, "float32"),
-        seed=_checked(config, "geom_seed", option_values.seed, 0),
-        allow_pickle=bool(config.getoption("geom_allow_pickle")),
-        trust_remote_code=bool(config.getoption("geom_trust_remote_code")),
-        adapters=tuple(Path(p) for p in config.getoption("geom_adapters") or ())
+        device=_checked(config, DEVICE.pytest_dest, DEVICE.parse, "cpu"),
+        dtype=_checked(config, DTYPE.pytest_dest, DTYPE.parse, "float32"),
+        seed=_checked(config, SEED.pytest_dest, SEED.parse, 0),
+        allow_pickle=bool(config.getoption(ALLOW_PICKLE.pytest_dest)),
+        trust_remote_code=bool(config.getoption(TRUST_REMOTE_CODE.pytest_dest)),
+        adapters=tuple(Path(p) for p in config.getoption(ADAPTERS.pytest_dest) or ())
         + ((config.rootpath / "adapters.yaml",) if (config.rootpath / "adapters.yaml").is_file() else ()),
     )
-    budget = _checked(config, "geom_token_budget", option_values.positive_int, DEFAULT_TOKEN_BUDGET)
+    budget = _checked(config, TOKEN_BUDGET.pytest_dest, TOKEN_BUDGET.parse, DEFAULT_TOKEN_BUDGET)
     if str(setting(config, "geom_report") or "").strip().lower() != "none":
         _checked(config, "geom_report", option_values.output_file, None)
     root = None
     if not config.getoption("geom_no_baseline"):
-        root = _checked(config, "geom_baseline_dir", option_values.output_folder, config.rootpath / "baselines")
-    batch_size = _checked(config, "geom_batch_size", option_values.positive_int, 8)
+        root = _checked(config, BASELINE_DIR.pytest_dest, BASELINE_DIR.parse, config.rootpath / "baselines")
+    batch_size = _checked(config, BATCH_SIZE.pytest_dest, BATCH_SIZE.parse, 8)
     return Settings(options, budget, root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
                     force=bool(config.getoption("geom_force_update")), batch_size=batch_size)
 

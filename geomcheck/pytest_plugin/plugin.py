@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from geomcheck import options
+
 if TYPE_CHECKING:  # the heavy modules load only when a model is named, so other projects' runs stay fast
     from geomcheck.pytest_plugin.collect import Settings  # noqa: F401  (named in the StashKey annotation)
     from geomcheck.runner import GeomSession  # noqa: F401  (named in the StashKey annotation)
@@ -20,15 +22,9 @@ PLANNED_KEY = pytest.StashKey[list]()  # the CheckItems left to run after collec
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 _OPTIONS = (
-    # (option, dest, ini type, help)
+    # (option, dest, ini type, help): the pytest-only ones; the rest come from geomcheck.options
     ("--geom-spec", "geom_spec", "paths", "spec files or folders (default: specs/)"),
     ("--geom-report", "geom_report", "string", "HTML report path (default: reports/<model>-<spec>.html); 'none' disables"),
-    ("--geom-device", "geom_device", "string", "cpu (default), cuda, or auto (shard across devices with accelerate)"),
-    ("--geom-dtype", "geom_dtype", "string", "float32 (default), bfloat16 or float16"),
-    ("--geom-seed", "geom_seed", "string", "seed for random: twins and input sampling (default 0)"),
-    ("--geom-token-budget", "geom_token_budget", "string", "largest sequences x tokens a spec may ask for"),
-    ("--geom-batch-size", "geom_batch_size", "string", "sequences per forward pass while capturing (default 8; lower it when the device runs out of memory)"),
-    ("--geom-baseline-dir", "geom_baseline_dir", "string", "where baselines live (default: baselines/ under the rootdir)"),
 )
 
 
@@ -41,26 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action = "append" if kind == "paths" else "store"
         group.addoption(option, action=action, dest=dest, default=None, help=text)
         parser.addini(dest, type="linelist" if kind == "paths" else "string", help=text)
-    group.addoption("--geom-umap", action="store_true", dest="geom_umap", default=False,
-                    help="add a UMAP view of the attention/MLP separation to the report (about 10 s more: numba compiles it)")
-    parser.addini("geom_umap", type="bool", default=False, help="like --geom-umap")
-    # Command line only, no ini: the ini file belongs to the repository under test, the command line to who runs it.
-    group.addoption("--geom-report-input-text", action="store_true", dest="geom_report_input_text", default=False,
-                    help="show the tokens of text and dataset inputs in the report (off: they come from the checked repository)")
-    group.addoption("--geom-allow-pickle", action="store_true", dest="geom_allow_pickle", default=False,
-                    help="allow pickle-based checkpoints (.bin/.pt), loaded with weights_only=True")
-    group.addoption("--geom-update", action="store_true", dest="geom_update", default=False,
-                    help="record the measured values (with standard errors) as the new baseline; checks that fail "
-                         "their fixed expectations are not recorded")
-    group.addoption("--geom-force-update", action="store_true", dest="geom_force_update", default=False,
-                    help="like --geom-update, but record failing checks too")
-    group.addoption("--geom-no-baseline", action="store_true", dest="geom_no_baseline", default=False,
-                    help="compare with fixed expectations only; neither read nor write baselines")
-    group.addoption("--geom-trust-remote-code", action="store_true", dest="geom_trust_remote_code", default=False,
-                    help="allow a checkpoint's own Python code (auto_map)")
-    group.addoption("--geom-adapters", action="append", dest="geom_adapters", default=[],
-                    help="adapters.yaml declaring module layouts for model types geomcheck does not know "
-                         "(default: adapters.yaml in the rootdir, if present)")
+    options.add_to_pytest(parser, group, (*options.MODEL_OPTIONS, *options.RUN_OPTIONS))
 
 
 def setting(config: pytest.Config, dest: str) -> object:
