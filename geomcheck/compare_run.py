@@ -12,7 +12,6 @@ import numpy as np
 from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 from geomcheck.errors import GeomcheckError
 from geomcheck.gate.compare import (
-    EXIT_ERROR,
     Comparison,
     InputComparison,
     compare_pair,
@@ -65,17 +64,15 @@ def _key(ref: str) -> str:
 
 def run_compare(options: CompareOptions) -> int:
     """``geomcheck compare``: exit 0 nothing regressed, 1 a check flipped from passed to failed, 3 an error."""
-    from geomcheck.spec.schema import load_specs
+    from geomcheck import frontend
 
     try:
-        specs = load_specs([Path(p) for p in options.specs])
-        for warning in (w for spec in specs for w in spec.warnings):
-            print(f"geomcheck compare: {warning}", file=sys.stderr)
+        specs = frontend.read_specs("compare", options.specs)
         session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, baselines=None)
+        session.plan((spec, check) for spec in specs for check in spec.checks)
         comparison = compare(session, specs, options.ref_a, options.ref_b)
     except GeomcheckError as exc:
-        print(f"geomcheck compare: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return frontend.error("compare", str(exc))
     print(summary_table(comparison))
     for row in comparison.regressions:
         print(f"\nREGRESSED {row.spec.display_path}::{row.check.id}\n  A: {row.a.outcome.headline}\n  B: {row.b.outcome.headline}")
@@ -88,5 +85,7 @@ def run_compare(options: CompareOptions) -> int:
         path = Path(options.report) if options.report else default_report_path(options.ref_a, options.ref_b)
         if path.is_dir() or str(options.report or "").endswith(("/", "\\")):
             path = path / default_report_path(options.ref_a, options.ref_b).name
-        print(f"report: {write_compare_report(session, comparison, path)}")
+        failure = frontend.write_page("compare", lambda: [write_compare_report(session, comparison, path)], str(path))
+        if failure is not None:
+            return failure
     return comparison.exit_code

@@ -282,12 +282,9 @@ class RunOptions:
 
 def run_cli(options: RunOptions) -> int:
     """``geomcheck run``: exit 0 all passed or skipped, 1 a check failed, 3 a check or the run errored."""
-    from geomcheck.spec.schema import load_specs
+    from geomcheck import frontend
 
-    specs = load_specs([Path(p) for p in options.specs])
-    for spec in specs:
-        for warning in spec.warnings:
-            print(f"geomcheck: {warning}", file=sys.stderr)
+    specs = frontend.read_specs("run", options.specs)
     session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines, batch_size=options.batch_size)
     session.plan((spec, check) for spec in specs for check in spec.checks)
     failed = errors = False
@@ -310,11 +307,8 @@ def run_cli(options: RunOptions) -> int:
     if options.write_report:
         from geomcheck.report import write_reports
 
-        try:
-            written = write_reports(session, options.report, umap=options.umap, input_text=options.input_text)
-        except OSError as exc:
-            print(f"geomcheck: error: cannot write the report: {exc.strerror or exc} ({exc.filename or options.report})", file=sys.stderr)
-            return ExitCode.ERROR
-        for path in written:
-            print(f"report: {path}")
+        failure = frontend.write_page("run", lambda: write_reports(session, options.report, umap=options.umap, input_text=options.input_text),
+                                      options.report)
+        if failure is not None:
+            return failure
     return ExitCode.ERROR if errors else ExitCode.FAILED if failed else ExitCode.OK

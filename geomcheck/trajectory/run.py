@@ -180,20 +180,16 @@ def print_summary(trajectory: Trajectory) -> None:
 def run_trajectory(options: TrajectoryOptions) -> int:
     """Exit 0: nothing regressed; 1: the latest checkpoint fails a check an earlier one passed; 3: a checkpoint or
     spec could not be used at all (the other checkpoints are still measured and reported)."""
-    from geomcheck.spec.schema import load_specs
+    from geomcheck import frontend
 
     rank, world = _distributed()
     try:
-        specs = load_specs([Path(p) for p in options.specs])
+        specs = frontend.read_specs("trajectory", options.specs)
         checkpoints = discover(options.sources)
     except NoCheckpointsError as exc:
-        print(f"geomcheck trajectory: error: nothing to measure in {exc.where}: {exc.reason}", file=sys.stderr)
-        return EXIT_ERROR
+        return frontend.error("trajectory", f"nothing to measure in {exc.where}: {exc.reason}")
     except GeomcheckError as exc:
-        print(f"geomcheck trajectory: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    for warning in (w for spec in specs for w in spec.warnings):
-        print(f"geomcheck trajectory: {warning}", file=sys.stderr)
+        return frontend.error("trajectory", str(exc))
     print(f"geomcheck trajectory: {len(checkpoints)} checkpoint(s): "
           + ", ".join(f"{c.label} (step {_step_text(c.step)})" for c in checkpoints), file=sys.stderr)
     trajectories = [collect(checkpoints, spec, options, rank=rank, world=world) for spec in specs]
@@ -210,12 +206,9 @@ def run_trajectory(options: TrajectoryOptions) -> int:
     path = report_path(options)
     for trajectory in trajectories:
         print_summary(trajectory)
-    try:
-        write_trajectory_report(trajectories, checkpoints, path)
-    except OSError as exc:
-        print(f"geomcheck trajectory: error: cannot write the report: {exc.strerror or exc} ({exc.filename or path})", file=sys.stderr)
-        return EXIT_ERROR
-    print(f"report: {path}")
+    failure = frontend.write_page("trajectory", lambda: [write_trajectory_report(trajectories, checkpoints, path)], str(path))
+    if failure is not None:
+        return failure
     print(f"cache: {cache_folder(options)}")
     if any(t.unusable for t in trajectories) or not any(t.records for t in trajectories):
         return EXIT_ERROR
