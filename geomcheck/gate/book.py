@@ -41,6 +41,7 @@ Fingerprints = Callable[[], tuple[Mapping[str, object], Mapping[str, object]]]  
 class BaselineBook:
     options: BaselineOptions
     used: dict[tuple[str, Path], Path | None] = field(default_factory=dict)  # (model, spec path) -> file compared, or None
+    tested: dict[tuple[str, Path], int] = field(default_factory=dict)  # (model, spec path) -> gated values the drift test saw
     _recorded: dict[Path, dict] = field(default_factory=dict)
     _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
     _not_recorded: dict[Path, list[str]] = field(default_factory=dict)
@@ -71,7 +72,13 @@ class BaselineBook:
                 return replace(outcome, status="failed", headline=f"{check.property}[{ref}]: {missing} ({check.location})", details=(remedy, *outcome.details))
             print(f"geomcheck: warning: {missing} (in CI this fails); {remedy}", file=sys.stderr)
             return outcome
-        verdict = baseline.against(check, properties.get(check.property), recorded, measurement, fingerprints()[0])
+        try:
+            verdict = baseline.against(check, properties.get(check.property), recorded, measurement, fingerprints()[0])
+        except baseline.BaselineError as exc:  # an edited or damaged entry: the gate cannot run, and says so
+            return replace(outcome, status="error", headline=f"{check.property}[{ref}]: {path}: {exc} ({check.location})",
+                           details=(str(exc), *outcome.details))
+        key = (ref, spec.path)
+        self.tested[key] = self.tested.get(key, 0) + verdict.tested
         moved = verdict.alarms
         if not moved:
             return outcome
@@ -106,5 +113,8 @@ class BaselineBook:
             lines.append(f"baseline NOT recorded for {', '.join(ids)} in {path}: the check fails its fixed expectation "
                          "(record it anyway with --force-update)")
         for (ref, spec_path), path in self.used.items():
-            lines.append(f"baseline compared for {ref} / {spec_path.name}: {path if path is not None else 'none (no baseline file)'}")
+            if path is None:
+                lines.append(f"baseline compared for {ref} / {spec_path.name}: none (no baseline file)")
+            else:
+                lines.append(f"baseline compared for {ref} / {spec_path.name}: {path} ({self.tested.get((ref, spec_path), 0)} gated values tested)")
         return lines

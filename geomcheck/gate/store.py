@@ -1,0 +1,94 @@
+"""Where baselines live and how they are written: one JSON file per (model, spec), replaced atomically
+under an exclusive lock, read strictly (duplicate keys, other formats and non-objects are refused).
+
+An interrupted run leaves the previous baseline or the new one, and two runs updating one file at once
+both keep their entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from geomcheck.gate.codec import FORMAT, BaselineError, document
+from geomcheck.paths import confined, safe_component, write_atomically
+
+FILE_MODE = 0o644
+
+
+def baseline_path(root: Path, model_key: str, spec_name: str) -> Path:
+    """``root/<model key>/<spec name>.json``, refused unless it resolves inside ``root``."""
+    return confined(root, safe_component(model_key, "model"), f"{safe_component(spec_name, 'spec')}.json")
+
+
+def read(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys(path))
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}:{exc.lineno}:{exc.colno}: baseline is not valid JSON ({exc.msg}); re-create it with --geom-update") from None
+    if not isinstance(data, dict) or not isinstance(data.get("checks"), dict):
+        raise BaselineError(f"{path}: not a geomcheck baseline; re-create it with --geom-update")
+    if data.get("format") != FORMAT:
+        raise BaselineError(
+            f"{path}: baseline format {data.get('format')!r}, this geomcheck reads format {FORMAT} "
+            "(values with standard errors); re-record it with --geom-update"
+        )
+    return data
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` (a sibling ``.lock`` file) for a read-merge-write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def merge_and_write(path: Path, model: str, spec_name: str, entries: Mapping[str, dict[str, object]]) -> None:
+    """Merge ``entries`` into the baseline at ``path`` under the lock, replacing it atomically."""
+    with locked(path):
+        _remove_stale_temporaries(path)
+        merged = dict(read(path)["checks"]) if path.is_file() and _same_format(path) else {}
+        merged.update(entries)
+        write_atomic(path, document(model, spec_name, merged))
+
+
+def _same_format(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporaries of this target left by a killed writer (the lock is held, so none is live)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: Mapping[str, object]) -> None:
+    """The baseline document as sorted, one-number-per-line JSON, replaced atomically (paths.write_atomically)."""
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n", FILE_MODE)
+
+
+def _unique_keys(path: Path):
+    """A JSON object hook refusing a key given twice: an edit could otherwise hide the first value behind a second."""
+
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        data: dict[str, object] = {}
+        for key, value in pairs:
+            if key in data:
+                raise BaselineError(f"{path}: the key {key!r} appears twice in one object; a baseline holds each once. "
+                                    "Re-record it with --geom-update")
+            data[key] = value
+        return data
+
+    return hook
