@@ -64,6 +64,15 @@ def capture_plan(props: Iterable[PropertyDef], seed: int) -> CapturePlan:
     return CapturePlan(position_means=means, sampled=samples, seed=seed, progress=False)
 
 
+@dataclass(frozen=True)
+class SharedMeasurement:
+    """One property's measurement for one (model, inputs, params, layers), shared by every check that reads it."""
+
+    plain: Measurement
+    with_errors: Measurement  # the same values, with jackknife standard errors for ``covered``
+    covered: Wanted  # the metrics (and whether per block) the errors cover; more are added when a later check needs them
+
+
 @dataclass
 class GeomSession:
     """Caches loaded models and captures for the life of one pytest session or CLI run."""
@@ -73,7 +82,7 @@ class GeomSession:
     baselines: BaselineOptions | None = None
     batch_size: int = 8  # sequences per forward pass while capturing; lower it when the device runs out of memory
     _models: dict[str, LoadedModel] = field(default_factory=dict)
-    _measurements: dict[tuple, tuple[Measurement, Measurement, Wanted]] = field(default_factory=dict)  # plain, with errors, errors for
+    _measurements: dict[tuple, SharedMeasurement] = field(default_factory=dict)
     _fingerprints: dict[str, str] = field(default_factory=dict)
     _captures: dict[tuple[str, InputSpec], CaptureRecord] = field(default_factory=dict)
     # The properties each input set's capture must serve (``plan``); a capture keeps only what they read.
@@ -158,14 +167,14 @@ class GeomSession:
     def run_check(self, spec: Spec, check: Check, ref: str) -> CheckResult:
         """Measure and evaluate; a check that cannot apply to this model comes back skipped."""
         started, shared = time.perf_counter(), self.shared_seconds
-        outcome, measurement = self._measure(spec, check, ref)
+        outcome, measurement = self._evaluate(spec, check, ref)
         # The check's own time: the model load and capture it may have triggered are shown once, per input set.
         seconds = max(0.0, time.perf_counter() - started - (self.shared_seconds - shared))
         result = CheckResult(spec, check, ref, outcome, measurement, seconds)
         self.results.append(result)
         return result
 
-    def _measure(self, spec: Spec, check: Check, ref: str) -> tuple[Outcome, Measurement | None]:
+    def _evaluate(self, spec: Spec, check: Check, ref: str) -> tuple[Outcome, Measurement | None]:
         loaded = self.model(ref)
         if not spec.matches(ref, loaded.table.family):
             reason = f"{spec.display_path} is not meant for {ref} ({loaded.table.family}); see its applies_to"
@@ -187,17 +196,17 @@ class GeomSession:
         key = (ref, input_spec, check.property, check.params.model_dump_json(), layers)
         wanted = self._wanted(spec, check, input_spec)
         with one_blas_thread():
-            plain, measurement, covered = self._measured(key, prop, record.activations, check.params, layers, wanted)
+            measurement = self._shared_measurement(key, prop, record.activations, check.params, layers, wanted).with_errors
         outcome = evaluate(check, measurement, model=ref, spec_path=spec.display_path)
         if self.baselines is not None:
             outcome = self._against_baseline(spec, check, ref, measurement, outcome)
         return outcome, measurement
 
-    def _measured(self, key: tuple, prop, acts, params, layers: tuple[int, ...], wanted: Wanted) -> tuple[Measurement, Measurement, Wanted]:
-        """The plain measurement, the one with standard errors, and the metrics those errors cover; shared by key."""
-        plain, measurement, covered = self._measurements.get(key, (None, None, None))
-        if plain is None:
-            plain = prop.measure(acts, params, layers)
+    def _shared_measurement(self, key: tuple, prop, acts, params, layers: tuple[int, ...], wanted: Wanted) -> SharedMeasurement:
+        """The measurement every check with this key reads, with standard errors for the metrics they gate."""
+        shared = self._measurements.get(key)
+        plain = shared.plain if shared is not None else prop.measure(acts, params, layers)
+        measurement, covered = (shared.with_errors, shared.covered) if shared is not None else (None, None)
         if covered is None:
             measurement = with_uncertainty(prop, acts, params, layers, plain, wanted)
             covered = errors_cover(measurement, wanted)
@@ -210,8 +219,8 @@ class GeomSession:
             measurement = replace(measurement, metrics=MappingProxyType({
                 name: extra.metrics[name] if name in missing else metric for name, metric in measurement.metrics.items()}))
             covered = Wanted(covered.metrics | wanted.metrics, covered.per_layer or wanted.per_layer)
-        self._measurements[key] = (plain, measurement, covered)
-        return plain, measurement, covered
+        self._measurements[key] = SharedMeasurement(plain, measurement, covered)
+        return self._measurements[key]
 
     def _wanted(self, spec: Spec, check: Check, input_spec: InputSpec) -> Wanted:
         """The metrics (and whether per layer) that the checks sharing this measurement need errors for."""

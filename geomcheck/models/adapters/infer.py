@@ -19,6 +19,7 @@ from geomcheck.models.adapters.table import (
     BlockScheme,
     PositionScheme,
 )
+from geomcheck.models.adapters.taps import Hooks
 
 ATTENTION_WORDS = ("attn", "attention", "self_att")
 MLP_WORDS = ("mlp", "ffn", "feed_forward", "feedforward", "moe", "expert")
@@ -71,19 +72,15 @@ def _block_list(base: nn.Module, config: object) -> str:
 
 def _call_order(model: nn.Module, block: nn.Module) -> tuple[str, ...]:
     order: list[str] = []
-    handles = [
-        child.register_forward_pre_hook(lambda module, args, name=name: order.append(name))
-        for name, child in block.named_children()
-        if any(True for _ in child.parameters())  # dropouts and activations hold no weights
-    ]
+    hooks = Hooks()
+    for name, child in block.named_children():
+        if any(True for _ in child.parameters()):  # dropouts and activations hold no weights
+            hooks.on_call(child, lambda name=name: order.append(name))
     try:
-        with torch.inference_mode():
+        with hooks.installed(), torch.inference_mode():
             model.base_model(input_ids=probe_ids(model).to(model.get_input_embeddings().weight.device), use_cache=False)
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise InferenceRefused(f"a forward pass failed ({type(exc).__name__}: {str(exc)[:120]})") from exc
-    finally:
-        for handle in handles:
-            handle.remove()
     return tuple(dict.fromkeys(order))
 
 

@@ -102,6 +102,10 @@ class Hooks:
 
             self._handles.append(module.register_forward_hook(hook))
 
+    def on_call(self, module: nn.Module, note: Callable[[], None]) -> None:
+        """``note()`` each time ``module`` is about to run, without reading its inputs (table inference's call order)."""
+        self._handles.append(module.register_forward_pre_hook(lambda _module, _args: note()))
+
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
