@@ -58,12 +58,17 @@ def confined(root: Path, *parts: str) -> Path:
     return Path(root).joinpath(*parts)
 
 
+# Bidirectional overrides and isolates reorder the text around them on screen and in a page.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
 def printable(text: str) -> str:
-    """``text`` with control characters and lone surrogates escaped, so it cannot forge or clear terminal lines."""
+    """``text`` with control characters, bidi controls and lone surrogates escaped, so it cannot forge,
+    clear or reorder terminal lines or a report's text."""
     out = []
     for char in text:
         code = ord(char)
-        if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or char in "\u2028\u2029":
+        if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or char in "\u2028\u2029" or char in BIDI_CONTROLS:
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
             out.append(char)

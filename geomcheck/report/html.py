@@ -28,6 +28,7 @@ from geomcheck.capture.activations import Activations
 from geomcheck.capture.inputs import InputSpec
 from geomcheck.gate.results import CaptureRecord, CheckResult, SessionView
 from geomcheck.models.loader import LoadedModel
+from geomcheck.paths import printable
 from geomcheck.report.figures import (
     Figure,
     FigureInput,
@@ -293,7 +294,7 @@ def _row(result: CheckResult) -> CheckRow:
         location=f"{check.file}:{check.line}",
         headline=outcome.headline,
         details=tuple(outcome.details),
-        reason=check.reason,
+        reason=printable(check.reason) if check.reason else check.reason,
         layers=format_blocks(m.layers) if m is not None else str(getattr(check.layers, "value", check.layers)),
         params=tuple((str(k), _plain(v)) for k, v in params.items()),
         seconds=result.seconds,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from geomcheck.paths import printable
 from geomcheck.spec.layers import format_blocks
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def _scope(check: Check, layers: tuple[int, ...]) -> str:
 def _context(check: Check, lines: Iterable[str]) -> tuple[str, ...]:
     extra = [f"check {check.id!r}: {check.metric} ({check.expect.on})"]
     if check.reason:
-        extra.append(f"reason: {check.reason}")
+        extra.append(f"reason: {printable(check.reason)}")  # written by whoever edits the spec: no escapes reach a terminal
     return tuple(lines) + tuple(extra)
 
 

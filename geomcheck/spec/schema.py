@@ -150,7 +150,15 @@ def _not_empty(value: tuple) -> tuple:
     return value
 
 
-Text = Annotated[str, Strict()]
+def _no_surrogates(value: str) -> str:
+    """Refuse lone surrogates (YAML's \\udXXX escapes): no file, terminal or page can show them, and they crashed reports."""
+    bad = next((char for char in value if 0xD800 <= ord(char) < 0xE000), None)
+    if bad is not None:
+        raise _custom(f"holds an unpaired surrogate (\\u{ord(bad):04x}), which no file, terminal or page can show; remove it")
+    return value
+
+
+Text = Annotated[str, Strict(), AfterValidator(_no_surrogates)]
 Identifier = Annotated[str, Strict(), AfterValidator(_identifier)]
 Threshold = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-THRESHOLD_LIMIT, le=THRESHOLD_LIMIT)]
 NonNegative = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, le=THRESHOLD_LIMIT)]
