@@ -103,6 +103,31 @@ def read_confined(path: Path, root: Path, limit: int, what: str = "file") -> byt
     return data
 
 
+def read_capped(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes, wherever it lies (a path the user named).
+
+    For files read whole before parsing (specs, adapters.yaml, baselines): a FIFO returns at once instead
+    of blocking the run, ``/dev/zero`` or a huge file is refused from ``fstat`` before a byte is read, and a
+    file that grows past the cap while read is refused rather than cut.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UnsafeReadError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeReadError(f"{what} {path} is not a regular file ({_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise UnsafeReadError(f"{what} {path} holds {info.st_size:,} bytes, over the limit of {limit:,}")
+        data = _read_at_most(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnsafeReadError(f"{what} {path} holds more than the limit of {limit:,} bytes")
+    return data
+
+
 def regular_size(path: Path, root: Path, what: str = "file") -> int:
     """The size of ``path``, refused unless it is a regular file inside ``root`` (for files a library reads itself)."""
     real = check_confined(path, root, what)

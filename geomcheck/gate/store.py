@@ -15,8 +15,10 @@ from pathlib import Path
 
 from geomcheck.gate.codec import FORMAT, BaselineError, document
 from geomcheck.paths import confined, safe_component, write_atomically
+from geomcheck.safe_read import UnsafeReadError, read_capped
 
 FILE_MODE = 0o644
+MAX_BASELINE_BYTES = 64 << 20  # a 100-block model with per-block replicates is a few MB
 
 
 def baseline_path(root: Path, model_key: str, spec_name: str) -> Path:
@@ -26,7 +28,13 @@ def baseline_path(root: Path, model_key: str, spec_name: str) -> Path:
 
 def read(path: Path) -> dict[str, object]:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys(path))
+        data = json.loads(read_capped(Path(path), MAX_BASELINE_BYTES, "baseline").decode("utf-8"), object_pairs_hook=_unique_keys(path))
+    except UnsafeReadError as exc:
+        raise BaselineError(f"{exc}; re-create it with --geom-update") from None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(f"{path}: not UTF-8 text (byte {exc.start}); re-create it with --geom-update") from None
+    except RecursionError:
+        raise BaselineError(f"{path}: nested too deeply to be a baseline; re-create it with --geom-update") from None
     except json.JSONDecodeError as exc:
         raise BaselineError(f"{path}:{exc.lineno}:{exc.colno}: baseline is not valid JSON ({exc.msg}); re-create it with --geom-update") from None
     if not isinstance(data, dict) or not isinstance(data.get("checks"), dict):

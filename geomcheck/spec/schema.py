@@ -32,6 +32,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from geomcheck.capture.inputs import InputMode, InputSpec, check_local_dataset, text_source_files
 from geomcheck.errors import InputError, SpecError, SpecProblem
 from geomcheck.paths import MAX_NAME_LENGTH, is_safe_name, safe_component
+from geomcheck.safe_read import UnsafeReadError, read_capped
 from geomcheck.spec.layers import (
     SELECTOR_FORMS,
     BlockRange,
@@ -78,6 +79,9 @@ MAX_SEED = 2**63 - 1
 MAX_CHECKS = 1_000
 SPEC_SUFFIXES = (".yaml", ".yml")
 ROOT_MARKERS = (".git", "pyproject.toml")
+# Read at most this much before parsing (yaml_positions then refuses more than MAX_SPEC_BYTES characters with
+# the size): /dev/zero, a FIFO or a sparse multi-gigabyte file must never reach memory.
+MAX_SPEC_READ = 4 * MAX_SPEC_BYTES
 SOURCE_MODES = ("text", "dataset")
 
 # Mirrors the ``family`` of each table in geomcheck.models.adapters.TABLES (kept literal so reading a spec
@@ -411,9 +415,9 @@ def load_spec(path: str | os.PathLike[str], registry: Registry | None = None) ->
     path = Path(path)
     file = display_path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError([SpecProblem(file, 1, 1, "(file)", f"cannot be read: {exc.strerror or exc}.")]) from None
+        raw = read_capped(path, MAX_SPEC_READ, "spec file")
+    except UnsafeReadError as exc:
+        raise SpecError([SpecProblem(file, 1, 1, "(file)", f"cannot be read: {exc}.")]) from None
     return _build(read_yaml(raw, file), path, _registry(registry), project_root(path))
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from geomcheck.errors import AdapterFileError
 from geomcheck.models.adapters.table import ArchitectureTable
+from geomcheck.safe_read import UnsafeReadError, read_capped
 
 ENTRY_POINT_GROUP = "geomcheck.adapters"
 ADAPTER_FILE = "adapters.yaml"
@@ -57,12 +58,17 @@ class _AdapterFile(BaseModel):
     adapters: list[_TableEntry]
 
 
+MAX_ADAPTER_BYTES = 256 << 10  # a table per model type is a few lines; this bounds the YAML a commit can make us parse
+
+
 def load_adapter_file(path: Path) -> tuple[ArchitectureTable, ...]:
     """The tables in one adapters.yaml; every problem is an AdapterFileError naming the file."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise AdapterFileError(str(path), f"cannot be read ({exc.strerror})") from exc
+        raw = yaml.safe_load(read_capped(Path(path), MAX_ADAPTER_BYTES, "adapters file").decode("utf-8"))
+    except UnsafeReadError as exc:
+        raise AdapterFileError(str(path), f"cannot be read ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise AdapterFileError(str(path), f"is not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise AdapterFileError(str(path), f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
     try:
