@@ -72,3 +72,29 @@ def test_a_baseline_nested_beyond_recursion_is_an_error_not_a_crash(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     error = finishes(lambda: baseline.read(path))
     assert isinstance(error, BaselineError) and "deep.json" in str(error), error
+
+
+def test_a_checkpoint_whose_tensors_are_misnamed_is_refused_not_loaded_as_random(tiny_dirs, tmp_path):
+    """A valid safetensors header with none of the expected names used to load as random weights and pass."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from geomcheck.errors import ModelLoadError
+    from geomcheck.models.loader import load
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_dirs["llama"], folder)
+    save_file({"something.else": torch.zeros(3)}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError) as info:
+        load(str(folder))
+    text = str(info.value)
+    assert "weight(s) missing from the checkpoint files" in text and "model.embed_tokens.weight" in text and "Remedy:" in text
+
+
+def test_a_complete_checkpoint_loads_with_no_note_of_extra_tensors(tiny_dirs):
+    from geomcheck.models.loader import load
+
+    loaded = load(str(tiny_dirs["llama"]))
+    assert not any("does not use" in note for note in loaded.notes)

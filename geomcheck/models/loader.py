@@ -175,19 +175,24 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
             if options.device == AUTO_DEVICE:
                 model = _dispatch(model)
         else:
-            model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[options.dtype], **kwargs)
+            model, info = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[options.dtype], output_loading_info=True, **kwargs)
     except pickle.UnpicklingError:
         raise _refused_pickle(ref, directory) from None  # torch's own text suggests weights_only=False: never
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         if "weights_only" in str(exc):
             raise _refused_pickle(ref, directory) from None
         raise ModelLoadError(ref.text, f"loading weights from {directory} failed ({_first_line(exc)})", "check the checkpoint files") from exc
+    unexpected: list[str] = []
+    if not ref.random_init:
+        unexpected = _weights_held(ref, directory, info)
     model.eval()
     if options.device not in ("cpu", AUTO_DEVICE):
         model.to(options.device)
     table = adapter_for(model, adapter_files=options.adapters)
     loaded = LoadedModel(ref, model, tokenizer, table, source, time.perf_counter() - started, options.seed)
     loaded.notes.extend(adapter_notes(table))
+    if unexpected:
+        loaded.notes.append(f"the checkpoint holds {len(unexpected)} tensor(s) the architecture does not use: {_listed(unexpected)}")
     loaded.notes.append(bos_note(loaded))
     if options.device == AUTO_DEVICE:
         if not getattr(model, "hf_device_map", None):
@@ -195,6 +200,26 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
             model.hf_device_map = {"": str(next(model.parameters()).device)}
         loaded.notes.append(f"device_map auto: {placement_summary(model)}")
     return loaded
+
+
+def _weights_held(ref: ModelRef, directory: str, info: dict) -> list[str]:
+    """Refuse a checkpoint that does not hold its weights; return the tensors it holds beyond them.
+
+    transformers fills any weight missing from the files with fresh random values and says so only in a
+    log line: a checkpoint whose tensors are misnamed would be measured, and gated, as a random twin.
+    Weights the architecture ties (the LM head to the embedding) are not counted missing by transformers.
+    """
+    missing, mismatched = sorted(info.get("missing_keys") or ()), sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing or mismatched:
+        problem = (f"{len(missing)} weight(s) missing from the checkpoint files ({_listed(missing)})" if missing else
+                   f"{len(mismatched)} weight(s) of the wrong shape ({_listed(mismatched)})")
+        raise ModelLoadError(ref.text, f"{problem} in {directory}; transformers would fill them with random values",
+                             "check that the files belong to this config.json (names and shapes), or re-save the checkpoint")
+    return sorted(info.get("unexpected_keys") or ())
+
+
+def _listed(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def bos_note(loaded: LoadedModel) -> str:
