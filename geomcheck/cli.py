@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "no_baseline", False) and (getattr(args, "update", False) or getattr(args, "force_update", False)):
+        parser.error("--update and --force-update record a baseline; --no-baseline reads and writes none: give one of them")
     if args.command in MEASURING:
         from geomcheck.capture.allocator import pin_malloc_thresholds
 

@@ -24,8 +24,11 @@ class OptionValueError(GeomcheckError, ValueError):
 
 
 def _integer(text: str, what: str) -> int:
+    stripped = str(text).strip()
+    if not stripped.isascii():  # int() also reads Arabic-Indic and other digits: '٣' would be 3
+        raise OptionValueError(f"must be {what} in ASCII digits; got {str(text)[:40]!r}")
     try:
-        return int(str(text).strip(), 10)
+        return int(stripped, 10)
     except ValueError:
         raise OptionValueError(f"must be {what}; got {str(text)[:40]!r}") from None
 
@@ -83,8 +86,23 @@ def _nearest_existing(path: Path) -> Path:
     return Path.cwd()
 
 
+def _expanded(text: str) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is an option error, not a traceback."""
+    try:
+        return Path(str(text)).expanduser()
+    except RuntimeError:  # Path.expanduser: "Could not determine home directory"
+        raise OptionValueError(f"{str(text)[:60]!r} names a home folder that does not exist on this machine") from None
+
+
+# Kernel-made folders: writes there either fail after a whole run or do something other than write a file.
+PSEUDO_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
 def _writable_below(folder: Path, given: Path) -> None:
     """Whatever is missing of ``folder`` can be created: its nearest existing ancestor is a writable folder."""
+    resolved = folder.absolute().resolve()
+    if any(resolved == pseudo or resolved.is_relative_to(pseudo) for pseudo in PSEUDO_FOLDERS):
+        raise OptionValueError(f"{str(given)!r} lies in {resolved.parts[1] and '/' + resolved.parts[1]}, a kernel folder; give an ordinary path")
     existing = _nearest_existing(folder.absolute())
     if not existing.is_dir():
         raise OptionValueError(f"{str(given)!r} cannot be written: {str(existing)!r} is a file, not a folder")
@@ -94,7 +112,7 @@ def _writable_below(folder: Path, given: Path) -> None:
 
 def output_folder(text: str) -> Path:
     """A folder to write into (baselines): existing, or creatable; never an existing file."""
-    path = Path(str(text)).expanduser()
+    path = _expanded(text)
     if not str(text).strip():
         raise OptionValueError("must name a folder; got an empty value")
     if path.exists() and not path.is_dir():
@@ -108,7 +126,7 @@ def output_file(text: str) -> str:
 
     Returned as typed: a trailing separator is how a person says "a folder", and Path would drop it.
     """
-    path = Path(str(text)).expanduser()
+    path = _expanded(text)
     if not str(text).strip():
         raise OptionValueError("must name a file or folder; got an empty value")
     if path.exists() and not (path.is_dir() or path.is_file()):

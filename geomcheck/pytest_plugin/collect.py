@@ -52,6 +52,9 @@ def build_settings(config: pytest.Config, models: list[str]) -> Settings:
     if str(setting(config, "geom_report") or "").strip().lower() != "none":
         _checked(config, "geom_report", option_values.output_file, None)
     root = None
+    if config.getoption("geom_no_baseline") and (config.getoption("geom_update") or config.getoption("geom_force_update")):
+        raise pytest.UsageError("--geom-update and --geom-force-update record a baseline; --geom-no-baseline reads and writes none: "
+                                "give one of them")
     if not config.getoption("geom_no_baseline"):
         root = _checked(config, BASELINE_DIR.pytest_dest, BASELINE_DIR.parse, config.rootpath / "baselines")
     batch_size = _checked(config, BATCH_SIZE.pytest_dest, BATCH_SIZE.parse, 8)
