@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,27 +80,13 @@ def read_confined(path: Path, root: Path, limit: int, what: str = "file") -> byt
     ``root``, and its size is compared with ``limit`` before reading.
     """
     real = check_confined(path, root, what)
-    try:
-        fd = os.open(real, _OPEN_FLAGS)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the final component became a link after the check
-            raise UnsafeReadError(f"{what} {path} changed into a link while it was read") from None
-        raise UnsafeReadError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeReadError(f"{what} {path} is not a regular file ({_kind(info.st_mode)}); inputs are read only from ordinary files")
+
+    def still_inside(fd: int) -> None:
         opened = _opened_path(fd)
         if opened is not None and (_is_pseudo(opened) or not _within(opened, real_path(root, "root folder"))):
             raise UnsafeReadError(f"{what} {path} resolved outside {root} when opened; inputs are read only from files inside it")
-        if info.st_size > limit:
-            raise UnsafeReadError(f"{what} {path} holds {info.st_size:,} bytes, over the limit of {limit:,}")
-        data = _read_at_most(fd, limit + 1)
-    finally:
-        os.close(fd)
-    if len(data) > limit:  # grew since fstat, or a file whose size stat does not tell
-        raise UnsafeReadError(f"{what} {path} holds more than the limit of {limit:,} bytes")
-    return data
+
+    return _read_regular(real, path, limit, what, _OPEN_FLAGS, still_inside)
 
 
 def read_capped(path: Path, limit: int, what: str = "file") -> bytes:
@@ -110,21 +96,29 @@ def read_capped(path: Path, limit: int, what: str = "file") -> bytes:
     of blocking the run, ``/dev/zero`` or a huge file is refused from ``fstat`` before a byte is read, and a
     file that grows past the cap while read is refused rather than cut.
     """
+    return _read_regular(path, path, limit, what, _OPEN_FLAGS & ~getattr(os, "O_NOFOLLOW", 0), lambda fd: None)
+
+
+def _read_regular(target: Path, shown: Path, limit: int, what: str, flags: int, check: Callable[[int], None]) -> bytes:
+    """Open ``target`` with ``flags``, require a regular file that passes ``check`` and fits ``limit``, read it."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(target, flags)
     except OSError as exc:
-        raise UnsafeReadError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+        if exc.errno == errno.ELOOP:  # the final component became a link after the check
+            raise UnsafeReadError(f"{what} {shown} changed into a link while it was read") from None
+        raise UnsafeReadError(f"{what} {shown} cannot be read ({exc.strerror or exc})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UnsafeReadError(f"{what} {path} is not a regular file ({_kind(info.st_mode)})")
+            raise UnsafeReadError(f"{what} {shown} is not a regular file ({_kind(info.st_mode)})")
+        check(fd)
         if info.st_size > limit:
-            raise UnsafeReadError(f"{what} {path} holds {info.st_size:,} bytes, over the limit of {limit:,}")
+            raise UnsafeReadError(f"{what} {shown} holds {info.st_size:,} bytes, over the limit of {limit:,}")
         data = _read_at_most(fd, limit + 1)
     finally:
         os.close(fd)
-    if len(data) > limit:
-        raise UnsafeReadError(f"{what} {path} holds more than the limit of {limit:,} bytes")
+    if len(data) > limit:  # grew since fstat, or a file whose size stat does not tell
+        raise UnsafeReadError(f"{what} {shown} holds more than the limit of {limit:,} bytes")
     return data
 
 
