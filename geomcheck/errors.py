@@ -64,6 +64,7 @@ class VerificationError(GeomcheckError, AssertionError):
         self.block = block
         self.rms_error = rms_error
         self.tolerance = tolerance
+        self.detail = detail
         super().__init__(
             f"capture verification failed at block {block}: relative RMS error {rms_error:.3g} "
             f"exceeds tolerance {tolerance:.3g} ({detail})"

@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 from tiny import save_tiny
 
-from geomcheck.capture.hooks import _Verifier
+from geomcheck.models.adapters.verify import ResidualCheck
 from geomcheck.errors import VerificationError
 from geomcheck.runner import GeomSession, RunOptions, run_cli
 from geomcheck.spec.schema import parse_spec
@@ -81,12 +81,12 @@ def test_unverifiable_blocks_are_recorded_not_raised(poisoned):
 
 
 def test_a_finite_mismatch_is_still_a_capture_fault():
-    verifier = _Verifier(2, tolerance=1e-5)
-    verifier._record(0, math.nan, "parts")
-    verifier._record(0, 5.0, "parts")  # once unverifiable, the block stays so
+    verifier = ResidualCheck(2, tolerance=1e-5)
+    verifier.record(0, math.nan, "parts")
+    verifier.record(0, 5.0, "parts")  # once unverifiable, the block stays so
     assert 0 in verifier.unverifiable and np.isnan(verifier.worst[0])
     with pytest.raises(VerificationError):
-        verifier._record(1, 0.5, "parts")
+        verifier.record(1, 0.5, "parts")
 
 
 def test_the_run_finishes_with_a_report_and_exit_1(poisoned, tmp_path, monkeypatch, capsys):

@@ -23,9 +23,9 @@ from geomcheck.capture.activations import (
 )
 from geomcheck.capture.inputs import TokenBatch
 from geomcheck.capture.sites import BLOCK_POINTS, Point, Site, all_sites, select_sites
-from geomcheck.errors import VerificationError
 from geomcheck.models.adapters import ArchitectureTable
-from geomcheck.models.adapters.taps import TOLERANCE, Hooks, Tap, block_taps, relative_rms
+from geomcheck.models.adapters.taps import TOLERANCE, Hooks, Tap, TokenShape, block_taps
+from geomcheck.models.adapters.verify import NO_TAPS, ResidualCheck
 from geomcheck.models.loader import LoadedModel
 
 VERIFY_TOKENS = 32  # length of the one-sequence pass compared with the model's hidden_states
@@ -272,98 +272,11 @@ def flush_to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
     return out
 
 
-def _settle(verifier: _Verifier | None) -> None:
-    """Once per forward pass, after it: the queued verification errors to the host, in one transfer."""
-    if verifier is not None and verifier.pending:
-        verifier.settle([float(v) for v in flush_to_host([error for _, error, _ in verifier.pending])])
-
-
 def _group_spans(groups: np.ndarray, rows: slice) -> list[tuple[int, int, int]]:
     """(group, first, end) row ranges within a batch, relative to the batch; groups are contiguous."""
     ids = groups[rows]
     cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(ids)]
     return [(int(ids[a]), a, b) for a, b in zip(cuts[:-1], cuts[1:])]
-
-
-class _Verifier:
-    """Rebuilds each block's output from its input plus attention and MLP outputs, batch by batch.
-
-    Every batch, every block's rebuilt output is compared inside the block's hook with the output
-    itself. The first capture of a model in a process also runs one short pass over the start of the
-    first sequence and compares it with the model's own ``hidden_states`` (which proves the resid_post
-    hook reads what transformers reports): asking for hidden states on a whole batch would keep every
-    block's output alive until the pass ends, more memory than the pass itself needs, and the answer
-    depends on the architecture table, not on the inputs or the weights. Only the first sequence of
-    each batch is rebuilt: a wrong hook shows on any sequence, and rebuilding all of them would cost
-    a tenth of the forward pass and twice the hidden states' memory.
-    """
-
-    def __init__(self, n_blocks: int, tolerance: float) -> None:
-        self.tolerance = tolerance
-        self.resid_pre: dict[int, torch.Tensor] = {}
-        self.attn: dict[int, torch.Tensor] = {}
-        self.reconstructed: dict[int, torch.Tensor] = {}
-        self.worst = np.zeros(n_blocks)
-        self.keep_for_hidden_states = True
-        self.unverifiable: set[int] = set()
-        self.pending: list[tuple[int, torch.Tensor, str]] = []
-
-    def _queue(self, block: int, error: torch.Tensor, what: str) -> None:
-        """Inside a hook: keep the error as a tensor; it is judged after the batch (``settle``)."""
-        self.pending.append((block, error, what))
-
-    def settle(self, errors: list[float]) -> None:
-        """Judge this batch's queued errors, now on the host; raises VerificationError on a wrong mapping."""
-        queued, self.pending = self.pending, []
-        for (block, _, what), error in zip(queued, errors):
-            self._record(block, error, what)
-
-    def _record(self, block: int, error: float, what: str) -> None:
-        if block in self.unverifiable:
-            return
-        if not np.isfinite(error):
-            # NaN/inf in the block's parts (bad weights, an overflow) leave nothing to compare: not a
-            # capture fault. The sites count the values and the properties reading them turn the count
-            # into an invalid measurement, so only the checks that read this block fail.
-            self.unverifiable.add(block)
-            self.worst[block] = np.nan
-            return
-        self.worst[block] = max(self.worst[block], error)
-        if error > self.tolerance:
-            raise VerificationError(block, error, self.tolerance, what)
-
-    @staticmethod
-    def _rows(x: torch.Tensor) -> torch.Tensor:
-        return x.detach()[:1]
-
-    def record_resid_pre(self, block: int, resid_pre: torch.Tensor) -> None:
-        self.resid_pre[block] = self._rows(resid_pre)
-
-    def record_attn(self, block: int, attn_out: torch.Tensor) -> None:
-        self.attn[block] = self._rows(attn_out)
-
-    def record_mid(self, block: int, resid_mid: torch.Tensor) -> None:
-        self._queue(block, relative_rms(self.resid_pre[block] + self.attn[block], self._rows(resid_mid)), "resid_pre + attn_out vs resid_mid")
-
-    def finish_block(self, block: int, mlp_out: torch.Tensor) -> None:
-        self.reconstructed[block] = self.resid_pre.pop(block) + self.attn.pop(block) + self._rows(mlp_out)
-
-    def block_output(self, block: int, resid_post: torch.Tensor) -> None:
-        rebuilt = self.reconstructed[block] if self.keep_for_hidden_states else self.reconstructed.pop(block)
-        self._queue(block, relative_rms(rebuilt, self._rows(resid_post)), "resid_pre + attn_out + mlp_out vs the block output")
-
-    def compare(self, hidden_states: tuple[torch.Tensor, ...], final_norm: nn.Module) -> None:
-        last = len(self.worst) - 1
-        for block, rebuilt in sorted(self.reconstructed.items()):
-            target = self._rows(hidden_states[block + 1])
-            error = float(relative_rms(rebuilt, target))  # after the forward pass: a host read is fine here
-            if block == last and error > self.tolerance:
-                # transformers stores the last hidden state after the final norm. ``forward`` rather
-                # than a call, so geomcheck's own final_norm hook does not record this extra pass.
-                error = float(relative_rms(final_norm.forward(rebuilt), target))
-            self._record(block, error, "reconstructed resid_post vs the model's hidden_states")
-        self.reconstructed.clear()
-        self.keep_for_hidden_states = False
 
 
 def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = None) -> Activations:
@@ -395,7 +308,7 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
     }
     reducers = {site: _Reducer(s, index, groups, sink) for site, s in stats.items()}
     dtype = next(loaded.model.parameters()).dtype
-    verifier = _Verifier(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
+    verifier = ResidualCheck(loaded.n_blocks, TOLERANCE.get(dtype, 1e-2)) if plan.verify else None
     hooks = _install_hooks(loaded, reducers, verifier)
     ids = torch.from_numpy(batch.ids)
     try:
@@ -411,7 +324,8 @@ def capture(loaded: LoadedModel, batch: TokenBatch, plan: CapturePlan | None = N
                 reducer.start_batch(rows, device)
             with torch.inference_mode():
                 loaded.base(input_ids=ids[rows].to(device), use_cache=False)
-            _settle(verifier)
+            if verifier is not None:
+                verifier.settle()
         if sink is not None:
             sink.drain()
     finally:
@@ -449,62 +363,43 @@ def mapping_check_pending(loaded: LoadedModel, plan: CapturePlan) -> bool:
     return plan.verify and loaded.table not in _MAPPING_VERIFIED.get(loaded.model, ())
 
 
-def _verify_against_hidden_states(loaded: LoadedModel, ids: torch.Tensor, reducers: dict[Site, _Reducer], verifier: _Verifier) -> None:
+def _verify_against_hidden_states(loaded: LoadedModel, ids: torch.Tensor, reducers: dict[Site, _Reducer], verifier: ResidualCheck) -> None:
     """One short pass that the reducers ignore: the hooks' rebuilt residual stream against ``hidden_states``."""
     for reducer in reducers.values():
         reducer.start_batch(None)
     with torch.inference_mode():
         out = loaded.base(input_ids=ids, output_hidden_states=True, use_cache=False)
-        _settle(verifier)
-        verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm) or nn.Identity())
+        verifier.settle()
+        verifier.compare(out.hidden_states, loaded.table.find(loaded.base, loaded.table.final_norm))
 
 
-def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier: _Verifier | None) -> Hooks:
+def _install_hooks(loaded: LoadedModel, reducers: dict[Site, _Reducer], verifier: ResidualCheck | None) -> Hooks:
     """Hook only what selected sites or verification need (the table of places: ``taps.block_taps``)."""
     table, base = loaded.table, loaded.base
-    # Leading (sequence, position) shape of the block running now: OPT-style MLPs flatten tokens to
-    # (tokens, width), and every reducer expects (sequences, positions, width).
-    lead: list[torch.Size] = [torch.Size()]
-    hooks = Hooks(lambda x: x.view(*lead[0], x.shape[-1]) if x.dim() == 2 and len(lead[0]) == 2 else x)
+    shape = TokenShape()
+    hooks = Hooks(shape.restore)
 
     def feed(site: Site) -> Tap | None:
         reducer = reducers.get(site)
         return reducer.update if reducer else None
 
-    v = verifier
     scale = table.contribution_scale(loaded.model.config)  # a sublayer's output as added to the residual
-    parallel = table.scheme == "parallel"
-    # A parallel block may run its MLP before its attention, and Falcon adds the attention output into
-    # the MLP's output in place: keep a copy of the first row and rebuild when the block returns.
-    pending_mlp: dict[int, torch.Tensor] = {}
-
     if table.pos_embed is not None:
         hooks.on_output(table.resolve(base, table.pos_embed), feed(Site(None, Point.POS_EMBED)))
     final_norm = table.find(base, table.final_norm)
     if final_norm is not None:
         hooks.on_output(final_norm, feed(Site(None, Point.FINAL_NORM)))
     for i, taps in enumerate(block_taps(table, base)):
-        hooks.on_input(
-            taps.block,
-            lambda x: lead.__setitem__(0, x.shape[:-1]),
-            feed(Site(None, Point.EMBED)) if i == 0 else None,
-            (lambda x, i=i: v.record_resid_pre(i, x)) if v else None,
-        )
+        check = verifier.taps(i, table.scheme == "parallel") if verifier else NO_TAPS
+        hooks.on_input(taps.block, shape.remember, feed(Site(None, Point.EMBED)) if i == 0 else None, check.resid_pre)
         if taps.norm_attn is not None:
             hooks.on_output(taps.norm_attn, feed(Site(i, Point.NORM_ATTN)))
-        hooks.on_output(taps.attn, feed(Site(i, Point.ATTN_OUT)), (lambda x, i=i: v.record_attn(i, x)) if v else None, scale=scale)
+        hooks.on_output(taps.attn, feed(Site(i, Point.ATTN_OUT)), check.attn_out, scale=scale)
         if taps.mid is not None:
-            hooks.on_input(taps.mid, feed(Site(i, Point.RESID_MID)), (lambda x, i=i: v.record_mid(i, x)) if v else None)
+            hooks.on_input(taps.mid, feed(Site(i, Point.RESID_MID)), check.resid_mid)
         if taps.norm_mlp is not None:
             hooks.on_output(taps.norm_mlp, feed(Site(i, Point.NORM_MLP)))
-        if not v:
-            finish = None
-        elif parallel:
-            finish = lambda x, i=i: pending_mlp.__setitem__(i, x.detach()[:1].clone())  # noqa: E731
-        else:
-            finish = lambda x, i=i: v.finish_block(i, x)  # noqa: E731
-        hooks.on_output(taps.mlp, feed(Site(i, Point.MLP_OUT)), finish, scale=scale)
-        if v and parallel:
-            hooks.on_output(taps.block, lambda x, i=i: v.finish_block(i, pending_mlp.pop(i)))
-        hooks.on_output(taps.block, feed(Site(i, Point.RESID_POST)), (lambda x, i=i: v.block_output(i, x)) if v else None)
+        hooks.on_output(taps.mlp, feed(Site(i, Point.MLP_OUT)), check.mlp_out, scale=scale)
+        hooks.on_output(taps.block, check.block_end)
+        hooks.on_output(taps.block, feed(Site(i, Point.RESID_POST)), check.resid_post)
     return hooks

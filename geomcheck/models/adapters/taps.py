@@ -69,6 +69,23 @@ def relative_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(a.float().to(b.device) - target) / torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
+class TokenShape:
+    """Restores (sequences, positions, width) inside a block whose MLP flattens tokens to (tokens, width).
+
+    ``remember`` taps each block's input; ``restore`` is the ``Hooks`` shape function. OPT-style MLPs
+    see 2-D inputs, and every reader of a site expects the block's own leading shape.
+    """
+
+    def __init__(self) -> None:
+        self._lead: torch.Size = torch.Size()
+
+    def remember(self, x: torch.Tensor) -> None:
+        self._lead = x.shape[:-1]
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*self._lead, x.shape[-1]) if x.dim() == 2 and len(self._lead) == 2 else x
+
+
 class Hooks:
     """Forward hooks on modules, each calling its taps in order, removed together.
 
