@@ -67,6 +67,22 @@ def round_trip(dtype: torch.dtype) -> Callable[[LoadedModel], LoadedModel]:
     return build
 
 
+def q8_0_round_trip(loaded: LoadedModel) -> LoadedModel:
+    """Every matrix quantised to GGUF's Q8_0 (blocks of 32 values, one scale each) and back: what a Q8_0 GGUF holds."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+
+    copy = damage.copy_model(loaded, "Q8_0 round trip")
+    with torch.no_grad():
+        for parameter in copy.model.parameters():
+            if parameter.ndim >= 2 and parameter.shape[-1] % 32 == 0:
+                values = parameter.detach().float().cpu().numpy().astype(np.float32)
+                restored = dequantize(quantize(values, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0)
+                parameter.copy_(torch.from_numpy(np.ascontiguousarray(restored)).reshape(parameter.shape).to(parameter.dtype))
+    return copy
+
+
 def resaved(loaded: LoadedModel) -> LoadedModel:
     """Weights written to safetensors and read back into a fresh copy."""
     from safetensors.torch import load, save
@@ -103,11 +119,49 @@ def standard_conditions(n_blocks: int, seed: int = 0) -> dict[Kind, list[Conditi
     return {"unchanged": [Condition("unchanged", "unchanged", unchanged)], "harmless": harmless, "damage": damages}
 
 
-def record(spec: Spec, loaded: LoadedModel, root: Path) -> Path:
-    """Record the baseline of ``loaded`` on the spec's own inputs (input seed offset 0)."""
+def zoo(loaded: LoadedModel, seed: int = 0) -> list[Condition]:
+    """The damage zoo of docs/gating.md: conversion and fine-tuning bugs at several strengths, and the harmless controls.
+
+    Each member's cost is measured, not assumed (gate.loss): a member is judged by the next-token loss it
+    causes on the gate's own inputs, and the gate must alarm on those that cost 1 % or more.
+    """
+    n = loaded.n_blocks
+    middle, early, late = n // 2, max(1, n // 8), n - 2
+    members = [
+        Condition("bfloat16 round trip", "harmless", round_trip(torch.bfloat16)),
+        Condition("float16 round trip", "harmless", round_trip(torch.float16)),
+        Condition("re-saved (safetensors)", "harmless", resaved),
+        Condition("Q8_0 round trip", "harmless", q8_0_round_trip),
+        Condition(f"blocks {middle - 1} and {middle} swapped", "damage", lambda lm: damage.swap_blocks(lm, middle - 1, middle)),
+        Condition(f"blocks {early} and {early + 1} swapped", "damage", lambda lm: damage.swap_blocks(lm, early, early + 1)),
+        Condition(f"blocks {late - 1} and {late} swapped", "damage", lambda lm: damage.swap_blocks(lm, late - 1, late)),
+        *[Condition(f"block {b} re-initialised", "damage", lambda lm, b=b: damage.reinit_block(lm, b, seed)) for b in (early, middle, late)],
+        *[Condition(f"noise {scale:g} x std", "damage", lambda lm, scale=scale: damage.add_noise(lm, scale, seed))
+          for scale in (0.003, 0.01, 0.02, 0.03, 0.1)],
+        Condition(f"q/k projections of blocks {n // 3} and {2 * n // 3} swapped", "damage",
+                  lambda lm: damage.swap_query_key(lm, n // 3, 2 * n // 3)),
+        Condition(f"q/k projections of blocks {middle} and {middle + 1} swapped", "damage",
+                  lambda lm: damage.swap_query_key(lm, middle, middle + 1)),
+        Condition(f"attention output transposed in block {middle}", "damage", lambda lm: damage.transpose_output(lm, (middle,))),
+        Condition("attention output transposed in every block", "damage", lambda lm: damage.transpose_output(lm, tuple(range(n)))),
+        *[Condition(f"rotary base x {factor:g}", "damage", lambda lm, factor=factor: damage.rotary_base(lm, factor))
+          for factor in (0.1, 0.5, 0.9, 2.0)],
+        *[Condition(f"norm epsilon {eps:g}", "damage", lambda lm, eps=eps: damage.norm_epsilon(lm, eps)) for eps in (1e-3, 1e-2, 1e-1)],
+        Condition(f"block {middle}'s norm weights reset to 1", "damage", lambda lm: damage.reset_norms(lm, middle)),
+        Condition(f"block {early}'s norm weights reset to 1", "damage", lambda lm: damage.reset_norms(lm, early)),
+        *[Condition(f"{fraction:g} of block {middle}'s weights corrupted", "damage",
+                    lambda lm, fraction=fraction: damage.corrupt_block(lm, middle, fraction, seed)) for fraction in (0.01, 0.1)],
+        Condition("block biases dropped", "damage", damage.drop_biases),
+        Condition("final norm removed", "damage", damage.remove_final_norm),
+    ]
+    return members
+
+
+def record(spec: Spec, loaded: LoadedModel, root: Path, seed: int = 0) -> Path:
+    """Record the baseline of ``loaded`` on the spec's own inputs (input seed offset ``seed``)."""
     # Under the model's own name, so a spec's applies_to (e.g. specs/smollm2.yaml) sees what it is.
     name = loaded.ref.text
-    session = GeomSession(LoadOptions(seed=0), baselines=BaselineOptions(root=root, update=True, force=True, ci=False))
+    session = GeomSession(LoadOptions(seed=seed), baselines=BaselineOptions(root=root, update=True, force=True, ci=False))
     session.add_model(name, loaded)
     for check in spec.checks:
         session.run_check(spec, check, name)

@@ -36,6 +36,11 @@ EDITS = {
     "a value made a string": lambda entry: next(iter(entry["gated"]["values"].values())).update(value="0.5"),
     "a value made astronomically large": lambda entry: next(iter(entry["gated"]["values"].values())).update(value=1e308),
     "a value made an object": lambda entry: entry["gated"]["values"].update({next(iter(entry["gated"]["values"])): 3}),
+    # The paired profile test reads every block's recorded value of the profile metrics (gate.profile).
+    "profile values deleted": lambda entry: entry["metrics"]["ratio"].pop("per_layer"),
+    "profile values emptied": lambda entry: entry["metrics"]["ratio"].update(per_layer={}),
+    "profile block made a word": lambda entry: entry["metrics"]["ratio"]["per_layer"].update(one={"value": 1.0}),
+    "profile value made a string": lambda entry: entry["metrics"]["ratio"]["per_layer"]["0"].update(value="1"),
 }
 
 
@@ -95,5 +100,6 @@ def test_the_summary_says_how_many_values_were_tested(recorded, tiny_dirs):
     assert all(o.status == "passed" for o in outcomes.values())
     (line,) = [line for line in summary if line.startswith("baseline compared")]
     blocks = 3  # the tiny LLaMA: one aggregate plus one value per block
-    assert line.endswith(f"({1 + blocks} gated values tested)"), line
+    # Both checks measure the same per-block ratio, and each holds every block of it to its profile floor.
+    assert line.endswith(f"({1 + blocks} gated values tested, {2 * blocks} block values held to their floors (paired profile))"), line
     assert str(path) in line

@@ -14,8 +14,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from geomcheck.gate.codec import FORMAT, BaselineError, document, entry, gated_values, recorded_values
+from geomcheck.gate.codec import FORMAT, BaselineError, document, entry, gated_values, recorded_profile, recorded_values
 from geomcheck.gate.drift import DEFAULT_ALPHA, DEFAULT_DEGREES, DriftResult, DriftRow, DriftSettings, GatedValue, drift_test
+from geomcheck.gate.profile import largest_first, profile_test
 from geomcheck.gate.store import FILE_MODE, baseline_path, locked, merge_and_write, read, write_atomic
 from geomcheck.properties.base import Measurement, PropertyDef
 from geomcheck.spec.schema import Check
@@ -46,15 +47,22 @@ class BaselineVerdict:
     result: DriftResult | None
     problems: tuple[str, ...] = ()
     paired: bool = False
+    profile: DriftResult | None = None  # the paired profile test (gate.profile); None unpaired or switched off
 
     @property
     def alarms(self) -> tuple[str, ...]:
         rows = self.result.alarms if self.result is not None else ()
-        return (*self.problems, *(row.describe() for row in rows))
+        moved = largest_first(self.profile.alarms) if self.profile is not None else []
+        return (*self.problems, *(row.describe() for row in rows), *(row.describe() for row in moved))
 
     @property
     def tested(self) -> int:
+        """Gated values the drift test saw (the profile's block values are counted apart: ``profile_tested``)."""
         return self.result.tested if self.result is not None else 0
+
+    @property
+    def profile_tested(self) -> int:
+        return self.profile.tested if self.profile is not None else 0
 
 
 def same_inputs(recorded: Mapping[str, object], inputs: Mapping[str, object] | None) -> bool:
@@ -76,7 +84,9 @@ def against(
 
     ``inputs``: this run's input fingerprint. When it shows the baseline's own token ids (the usual
     CI run of an unchanged spec), the test is paired: the noise of the difference comes from the
-    two sides' replicates taken jointly, which cancels the sampling noise the inputs share.
+    two sides' replicates taken jointly, which cancels the sampling noise the inputs share, and every
+    block's value of the property's profile metrics is held to its floor too (gate.profile), which is
+    what sees local damage that leaves the aggregates in place.
     """
     problems = []
     where = f"the baseline entry of check {check.id!r}"
@@ -98,7 +108,12 @@ def against(
                                  integer=settings.integer, degrees=degrees)
         return BaselineVerdict(_band_test(then, now, settings), tuple(problems))
     paired = same_inputs(recorded, inputs)
-    return BaselineVerdict(drift_test(then, now, settings, paired=paired), tuple(problems), paired)
+    profile = None
+    names = tuple(spec.name for spec in prop.metric_specs if spec.profile is not None and measurement.metrics.get(spec.name)
+                  and measurement.metrics[spec.name].per_layer)
+    if paired and check.gate.profile is not False and names:
+        profile = profile_test(prop, recorded_profile(recorded, names, where), measurement)
+    return BaselineVerdict(drift_test(then, now, settings, paired=paired), tuple(problems), paired, profile)
 
 
 def _degrees(recorded: Mapping[str, object]) -> int:

@@ -42,6 +42,7 @@ class BaselineBook:
     options: BaselineOptions
     used: dict[tuple[str, Path], Path | None] = field(default_factory=dict)  # (model, spec path) -> file compared, or None
     tested: dict[tuple[str, Path], int] = field(default_factory=dict)  # (model, spec path) -> gated values the drift test saw
+    profiled: dict[tuple[str, Path], int] = field(default_factory=dict)  # (model, spec path) -> block values the paired profile test saw
     _recorded: dict[Path, dict] = field(default_factory=dict)
     _pending: dict[Path, tuple[str, str, dict[str, dict]]] = field(default_factory=dict)
     _not_recorded: dict[Path, list[str]] = field(default_factory=dict)
@@ -79,10 +80,11 @@ class BaselineBook:
                            details=(str(exc), *outcome.details))
         key = (ref, spec.path)
         self.tested[key] = self.tested.get(key, 0) + verdict.tested
+        self.profiled[key] = self.profiled.get(key, 0) + verdict.profile_tested
         moved = verdict.alarms
         if not moved:
             return outcome
-        what = f"drifted from its baseline in {len(moved)} of {verdict.tested} gated value(s)"
+        what = f"drifted from its baseline in {len(moved)} of {verdict.tested + verdict.profile_tested} value(s)"
         headline = f"{check.property}[{ref}] {what} ({check.location})"
         if outcome.status == "failed":
             headline = outcome.headline + f"; also {what}"
@@ -116,5 +118,8 @@ class BaselineBook:
             if path is None:
                 lines.append(f"baseline compared for {ref} / {spec_path.name}: none (no baseline file)")
             else:
-                lines.append(f"baseline compared for {ref} / {spec_path.name}: {path} ({self.tested.get((ref, spec_path), 0)} gated values tested)")
+                profiled = self.profiled.get((ref, spec_path), 0)
+                also = f", {profiled} block values held to their floors (paired profile)" if profiled else ""
+                lines.append(f"baseline compared for {ref} / {spec_path.name}: {path} "
+                             f"({self.tested.get((ref, spec_path), 0)} gated values tested{also})")
         return lines

@@ -104,6 +104,31 @@ def recorded_values(recorded: Mapping[str, object], where: str = "the baseline e
     return found
 
 
+def recorded_profile(recorded: Mapping[str, object], names: tuple[str, ...], where: str = "the baseline entry") -> dict[str, dict[int, float | None]]:
+    """The recorded per-block values of the metrics ``names`` (the paired profile test's baseline side).
+
+    Strict like ``recorded_values``: a profile metric whose per-block values were deleted or emptied would
+    switch the profile test off, so each must be there, keyed by block number, each value a number or null.
+    """
+    metrics = recorded.get("metrics") if isinstance(recorded, Mapping) else None
+    found: dict[str, dict[int, float | None]] = {}
+    for name in names:
+        metric = metrics.get(name) if isinstance(metrics, Mapping) else None
+        per_layer = metric.get("per_layer") if isinstance(metric, Mapping) else None
+        if not isinstance(per_layer, Mapping) or not per_layer:
+            raise BaselineError(f"{where} has no per-block values of {name!r} ('metrics.{name}.per_layer'), which the paired "
+                                "profile test reads; re-record it with --geom-update")
+        if len(per_layer) > MAX_REPLICATES:
+            raise BaselineError(f"{where}: metrics.{name}.per_layer holds {len(per_layer)} blocks, more than {MAX_REPLICATES}")
+        values: dict[int, float | None] = {}
+        for block, item in per_layer.items():
+            if not (isinstance(block, str) and block.isascii() and block.isdigit()) or not isinstance(item, Mapping):
+                raise BaselineError(f"{where}: metrics.{name}.per_layer has entry {block!r}: {item!r}, not a block number with a value")
+            values[int(block)] = _number(item.get("value"), f"{where}: metrics.{name}.per_layer.{block}.value")
+        found[name] = values
+    return found
+
+
 def _number(value: object, where: str) -> float | None:
     """A recorded number: null (undefined then), or a finite float of ordinary size; bools and strings are refused."""
     if value is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,6 +100,152 @@ def remove_final_norm(loaded: LoadedModel) -> LoadedModel:
     parent_path, _, attribute = path.rpartition(".")
     parent = damaged.table.resolve(damaged.base, parent_path) if parent_path else damaged.base
     setattr(parent, attribute, nn.Identity())
+    return damaged
+
+
+def _modules_with(loaded: LoadedModel, attribute: str) -> list[nn.Module]:
+    return [module for module in loaded.model.modules() if hasattr(module, attribute)]
+
+
+def rotary_base(loaded: LoadedModel, factor: float) -> LoadedModel:
+    """The rotary base multiplied by ``factor``: a converter that read ``rope_theta`` from the wrong field.
+
+    Every rotary module's inverse frequencies ``base^(-2i/d)`` are raised to ``log(factor * base) / log(base)``,
+    which is the table a model built with the other base would hold; the config is updated to match.
+    """
+    if not (isinstance(factor, (int, float)) and factor > 0 and factor != 1):
+        raise ValueError(f"The 'factor' parameter of rotary_base must be a number > 0 other than 1. Got {factor!r} instead.")
+    damaged = copy_model(loaded, f"rotary base x {factor:g}")
+    config = damaged.model.config
+    parameters = getattr(config, "rope_parameters", None)
+    base = float(parameters.get("rope_theta") if isinstance(parameters, dict) and parameters.get("rope_theta") else getattr(config, "rope_theta", 10000.0))
+    rotary = _modules_with(damaged, "inv_freq")
+    if not rotary:
+        raise ValueError(f"{loaded.ref.text} has no rotary embedding (no module holds 'inv_freq')")
+    power = math.log(base * factor) / math.log(base)
+    with torch.no_grad():
+        for module in rotary:
+            for name in ("inv_freq", "original_inv_freq"):
+                table = getattr(module, name, None)
+                if isinstance(table, torch.Tensor):
+                    table.copy_(table.double().pow(power).to(table.dtype))
+    if isinstance(parameters, dict):
+        parameters["rope_theta"] = base * factor
+    elif hasattr(config, "rope_theta"):
+        config.rope_theta = base * factor
+    return damaged
+
+
+def norm_epsilon(loaded: LoadedModel, epsilon: float) -> LoadedModel:
+    """Every norm's epsilon set to ``epsilon``: a config field mistranslated by a converter (1e-5 read as 1e-2)."""
+    if not (isinstance(epsilon, (int, float)) and epsilon > 0):
+        raise ValueError(f"The 'epsilon' parameter of norm_epsilon must be a number > 0. Got {epsilon!r} instead.")
+    damaged = copy_model(loaded, f"norm epsilon {epsilon:g}")
+    changed = 0
+    for module in damaged.model.modules():
+        for attribute in ("variance_epsilon", "eps", "epsilon"):
+            if isinstance(getattr(module, attribute, None), float) and "norm" in type(module).__name__.lower():
+                setattr(module, attribute, float(epsilon))
+                changed += 1
+    if not changed:
+        raise ValueError(f"{loaded.ref.text} has no norm module with an epsilon attribute")
+    return damaged
+
+
+def _attention(loaded: LoadedModel, block: int) -> nn.Module:
+    return loaded.table.resolve(loaded.table.block_modules(loaded.base)[block], loaded.table.attn)
+
+
+def _projection(attention: nn.Module, names: tuple[str, ...], what: str) -> nn.Linear:
+    for name in names:
+        module = getattr(attention, name, None)
+        if isinstance(module, nn.Linear):
+            return module
+    raise ValueError(f"the attention module ({type(attention).__name__}) has no {what} projection named {' or '.join(names)}")
+
+
+QUERY, KEY, OUTPUT = ("q_proj", "query"), ("k_proj", "key"), ("o_proj", "out_proj", "dense")
+
+
+def swap_query_key(loaded: LoadedModel, first: int, second: int) -> LoadedModel:
+    """The query and key projections of blocks ``first`` and ``second`` exchanged (a shard map off by some blocks)."""
+    _check_block(loaded, first, "first", "swap_query_key")
+    _check_block(loaded, second, "second", "swap_query_key")
+    if first == second:
+        raise ValueError(f"The 'second' parameter of swap_query_key must differ from 'first'. Got {second!r} for both instead.")
+    damaged = copy_model(loaded, f"query and key projections of blocks {first} and {second} swapped")
+    a, b = _attention(damaged, first), _attention(damaged, second)
+    with torch.no_grad():
+        for names, what in ((QUERY, "query"), (KEY, "key")):
+            x, y = _projection(a, names, what), _projection(b, names, what)
+            kept = x.weight.detach().clone()
+            x.weight.copy_(y.weight)
+            y.weight.copy_(kept)
+            if x.bias is not None and y.bias is not None:
+                kept = x.bias.detach().clone()
+                x.bias.copy_(y.bias)
+                y.bias.copy_(kept)
+    return damaged
+
+
+def transpose_output(loaded: LoadedModel, blocks: tuple[int, ...]) -> LoadedModel:
+    """The attention output projection of each of ``blocks`` transposed (a Conv1D / Linear layout mix-up)."""
+    for block in blocks:
+        _check_block(loaded, block, "blocks", "transpose_output")
+    damaged = copy_model(loaded, f"attention output projection transposed in block(s) {', '.join(map(str, blocks))}")
+    with torch.no_grad():
+        for block in blocks:
+            projection = _projection(_attention(damaged, block), OUTPUT, "output")
+            if projection.weight.shape[0] != projection.weight.shape[1]:
+                raise ValueError(f"block {block}'s output projection is not square ({tuple(projection.weight.shape)}): it cannot be transposed in place")
+            projection.weight.copy_(projection.weight.detach().T.clone())
+    return damaged
+
+
+def drop_biases(loaded: LoadedModel) -> LoadedModel:
+    """Every bias of every block zeroed: a converter that did not map the bias tensors (Qwen2's q/k/v biases)."""
+    damaged = copy_model(loaded, "block biases dropped")
+    dropped = 0
+    with torch.no_grad():
+        for block in damaged.table.block_modules(damaged.base):
+            for name, parameter in block.named_parameters():
+                if name.endswith("bias") and parameter.ndim == 1:
+                    parameter.zero_()
+                    dropped += 1
+    if not dropped:
+        raise ValueError(f"{loaded.ref.text}'s blocks have no biases to drop")
+    return damaged
+
+
+def reset_norms(loaded: LoadedModel, block: int) -> LoadedModel:
+    """Block ``block``'s norm weights back to ones: norm tensors that a converter skipped."""
+    _check_block(loaded, block, "block", "reset_norms")
+    damaged = copy_model(loaded, f"block {block}'s norm weights reset to 1")
+    with torch.no_grad():
+        for module in damaged.table.block_modules(damaged.base)[block].modules():
+            weight = getattr(module, "weight", None)
+            if "norm" in type(module).__name__.lower() and isinstance(weight, torch.Tensor):
+                weight.fill_(1.0)
+                if isinstance(getattr(module, "bias", None), torch.Tensor):
+                    module.bias.zero_()
+    return damaged
+
+
+def corrupt_block(loaded: LoadedModel, block: int, fraction: float, seed: int = 0) -> LoadedModel:
+    """A ``fraction`` of block ``block``'s matrix entries replaced by draws of the same std: a damaged shard."""
+    _check_block(loaded, block, "block", "corrupt_block")
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ValueError(f"The 'fraction' parameter of corrupt_block must be a number in (0, 1]. Got {fraction!r} instead.")
+    damaged = copy_model(loaded, f"{fraction:g} of block {block}'s weights corrupted (seed {seed})")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in damaged.table.block_modules(damaged.base)[block].parameters():
+            if parameter.ndim < 2:
+                continue
+            values = parameter.detach().float().cpu()
+            hit = torch.rand(values.shape, generator=generator) < fraction
+            fresh = torch.randn(values.shape, generator=generator) * float(values.std())
+            parameter.copy_(torch.where(hit, fresh, values).to(device=parameter.device, dtype=parameter.dtype))
     return damaged
 
 

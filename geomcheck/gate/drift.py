@@ -82,6 +82,10 @@ class DriftRow:
         return self.delta / self.se
 
     def describe(self) -> str:
+        if self.note.startswith("paired profile") and self.delta is not None:
+            relative = f", {100 * self.delta / abs(self.baseline):+.1f} %" if self.baseline else ""
+            return (f"{self.where}: {_show(self.now)} vs baseline {_show(self.baseline)} "
+                    f"(change {self.delta:+.4g}{relative}; {self.note}, floor {self.floor:.3g})")
         if self.delta is None:
             return f"{self.where}: {_show(self.now)} vs baseline {_show(self.baseline)} ({self.note})"
         noise = f" ± {self.se:.3g}" if self.se is not None and math.isfinite(self.se) else ""

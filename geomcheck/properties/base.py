@@ -157,6 +157,10 @@ class MetricSpec:
     # case speaks for it. Not a claim about trained models against their twins, which can differ
     # (sequence_structure: the random twin has more); those are measured per family in docs/properties.md.
     direction: Direction | None = None
+    # (abs, rel) floor of the paired profile test (geomcheck.gate.profile): on the baseline's own token ids,
+    # a block whose value moves by more than abs + rel * |baseline| alarms. Declared only for per-block
+    # metrics that move smoothly, with the floor set well above the spread of harmless numerical changes.
+    profile: tuple[float, float] | None = None
 
     def value(self, aggregate: float | None = None, per_layer: Mapping[int, float] | None = None, **fill: object) -> Metric:
         description = self.description.format(**fill) if fill else self.description

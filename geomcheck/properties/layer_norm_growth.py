@@ -48,7 +48,8 @@ LATE_GROWTH = MetricSpec("late_growth", "median norm at the last block / at the 
 LAST_BLOCK_SPIKE = MetricSpec("last_block_spike", "median norm at the last block / at the one before", "ratio", min_change=(0.0, 0.1))
 FINAL_NORM_DROP = MetricSpec("final_norm_drop", "median norm after the final norm / at the model's last block", "ratio",
                              min_change=(0.005, 0.15))
-MEDIAN_NORM = MetricSpec("median_norm", "median norm of positions after the first", "norm", per_layer=True, min_change=(0.0, 0.1))
+MEDIAN_NORM = MetricSpec("median_norm", "median norm of positions after the first", "norm", per_layer=True, min_change=(0.0, 0.1),
+                         profile=(0.0, 0.01))
 
 
 class Params(PropertyParams):

