@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = ExitCode.OK, ExitC
 EXIT_CODES_HELP = """\
 exit codes (details in docs/exit-codes.md):
   0  every check passed or was skipped (compare: nothing regressed)
-  1  a check failed (compare: a check went from passed to failed;
+  1  a check failed (compare: a check went from passed to failed, or with --fail-on-drift moved;
      trajectory: the latest checkpoint fails a check an earlier one passed)
   2  bad command-line usage: an unknown option or an unusable value
   3  a check errored, or the run could not start: a spec is invalid or
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--report", default=None, type=_typed(option_values.output_file),
                          help="HTML report path (default reports/compare-A-vs-B.html)")
     compare.add_argument("--no-report", action="store_true", help="write no HTML comparison page")
+    compare.add_argument("--fail-on-drift", action="store_true",
+                         help="exit 1 also when values moved beyond noise and floor (paired drift and per-block profile), "
+                              "not only when a check flips from passed to failed")
     compare.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None, help=BUDGET_HELP)
     _add_model_options(compare)
 
@@ -294,6 +297,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         write_report=not args.no_report,
         load=_load_options(args),
         token_budget=args.token_budget,
+        fail_on_drift=args.fail_on_drift,
     )
     return run_compare(options)
 

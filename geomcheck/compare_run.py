@@ -24,10 +24,9 @@ from geomcheck.spec.schema import Spec
 DEFAULT_DIRECTORY = Path("reports")
 
 
-def compare(session: GeomSession, specs: Sequence[Spec], ref_a: str, ref_b: str) -> Comparison:
+def compare(session: GeomSession, specs: Sequence[Spec], ref_a: str, ref_b: str, fail_on_drift: bool = False) -> Comparison:
     """Run every check of ``specs`` on A, then on B, in ``session``; raises GeomcheckError on load or input faults."""
     runs = {ref: [session.run_check(spec, check, ref) for spec in specs for check in spec.checks] for ref in dict.fromkeys((ref_a, ref_b))}
-    rows = tuple(compare_pair(a, b) for a, b in zip(runs[ref_a], runs[ref_b]))
     captures = session.captures()
     inputs = []
     for input_spec in dict.fromkeys(session.inputs_for(spec, check) for spec in specs for check in spec.checks):
@@ -36,7 +35,10 @@ def compare(session: GeomSession, specs: Sequence[Spec], ref_a: str, ref_b: str)
             continue
         same = first.batch.ids.shape == second.batch.ids.shape and bool(np.array_equal(first.batch.ids, second.batch.ids))
         inputs.append(InputComparison(input_spec, first.batch.description, tuple(first.batch.ids.shape), same))
-    return Comparison(ref_a, ref_b, rows, tuple(inputs))
+    same_tokens = {item.spec: item.same_tokens for item in inputs}
+    rows = tuple(compare_pair(a, b, same_tokens.get(session.inputs_for(a.spec, a.check), False))
+                 for a, b in zip(runs[ref_a], runs[ref_b]))
+    return Comparison(ref_a, ref_b, rows, tuple(inputs), fail_on_drift)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class CompareOptions:
     write_report: bool = True
     load: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int | None = None
+    fail_on_drift: bool = False
 
 
 def default_report_path(ref_a: str, ref_b: str) -> Path:
@@ -63,14 +66,15 @@ def _key(ref: str) -> str:
 
 
 def run_compare(options: CompareOptions) -> int:
-    """``geomcheck compare``: exit 0 nothing regressed, 1 a check flipped from passed to failed, 3 an error."""
+    """``geomcheck compare``: exit 0 nothing regressed, 1 a check flipped from passed to failed (or, with
+    ``--fail-on-drift``, moved beyond noise and floor), 3 an error."""
     from geomcheck import frontend
 
     try:
         specs = frontend.read_specs("compare", options.specs)
         session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, baselines=None)
         session.plan((spec, check) for spec in specs for check in spec.checks)
-        comparison = compare(session, specs, options.ref_a, options.ref_b)
+        comparison = compare(session, specs, options.ref_a, options.ref_b, options.fail_on_drift)
     except GeomcheckError as exc:
         return frontend.error("compare", str(exc))
     print(summary_table(comparison))

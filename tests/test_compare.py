@@ -136,3 +136,33 @@ def test_report_is_self_contained_side_by_side_and_escaped(pair, tmp_path):
     scripts = re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.DOTALL)
     assert len(scripts) == 4
     assert all("<" not in body and ">" not in body for _, body in scripts)
+
+
+def test_fail_on_drift_turns_a_move_beyond_noise_into_exit_1(pair, tmp_path, capsys):
+    """B's final norm is 50x A's: no check flips (bound 1e9), but the gated value moved far beyond noise."""
+    spec = _spec_file(tmp_path, 1.0e9)
+    assert cli.main(["compare", str(pair[0]), str(pair[1]), "--spec", str(spec), "--no-report"]) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", str(pair[0]), str(pair[1]), "--spec", str(spec), "--no-report", "--fail-on-drift"]) == 1
+    assert "gate: FAILED (--fail-on-drift), 1 check(s) moved beyond noise and floor: final_norm_drop" in capsys.readouterr().out
+    assert cli.main(["compare", str(pair[0]), str(pair[0]), "--spec", str(spec), "--no-report", "--fail-on-drift"]) == 0
+    assert "none moved beyond noise and floor" in capsys.readouterr().out
+
+
+def test_a_block_local_change_is_named_by_the_profile_largest_first(pair, tmp_path):
+    """Block 1's MLP output tripled: the aggregates may hold, the per-block norms name block 1 (and what follows)."""
+    damaged = tmp_path / "ckpt-block-1"
+    model = AutoModelForCausalLM.from_pretrained(pair[0])
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(3.0)
+    model.save_pretrained(damaged)
+    word_tokenizer().save_pretrained(damaged)
+    spec_path = _spec_file(tmp_path, 1.0e9)
+    spec = parse_spec(spec_path.read_text(), spec_path)
+    comparison = compare(GeomSession(), [spec], str(pair[0]), str(damaged), fail_on_drift=True)
+    drop = comparison.rows[0]
+    assert drop.moved_blocks and drop.moved_blocks[0].where in ("median_norm block 1", "median_norm block 2")
+    assert all(int(row.where.rsplit(" ", 1)[1]) >= 1 for row in drop.moved_blocks)  # block 0 comes before the damage
+    assert comparison.exit_code == 1
+    table = summary_table(comparison)
+    assert "blocks that moved past their floors (paired profile), furthest first:" in table

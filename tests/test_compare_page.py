@@ -8,6 +8,7 @@ import re
 
 from test_compare import SPEC, EVIL_REASON, pair  # noqa: F401  (pair is a fixture)
 
+from geomcheck import properties
 from geomcheck.compare_run import compare
 from geomcheck.gate.compare import CheckComparison
 from geomcheck.report.compare_html import _overlay, render_compare
@@ -33,10 +34,13 @@ def test_each_check_lists_its_own_metric_with_a_b_change_se_and_effect(pair, tmp
         if table is None:
             continue
         header = re.sub(r"<[^>]+>", "|", table.split("</thead>")[0])
-        for column in ("A", "B", "change B − A", "paired SE", "effect (SE)"):
+        for column in ("A", "B", "change B − A", "paired SE", "effect (SE) or floor"):
             assert f"|{column}|" in header, column
         wheres = re.findall(r"<tr[^>]*><td>([^<]+)</td>", table)
-        assert wheres and all(where.startswith(row.check.metric + " ") for where in wheres), wheres
+        # Its own gated metric, and the blocks of its property's profile metrics that moved past their floors.
+        profile = {spec.name for spec in properties.get(row.check.property).metric_specs if spec.profile is not None}
+        own = [where for where in wheres if where.startswith(row.check.metric + " ")]
+        assert own and all(where.split(" ")[0] in profile | {row.check.metric} for where in wheres), wheres
     drift_part = page.split('<section id="checks">')[1]
     assert "baseline" not in drift_part.split('<section id="environment">')[0]
 

@@ -18,7 +18,8 @@ from geomcheck import properties
 from geomcheck.capture.inputs import InputSpec
 from geomcheck.exit_codes import REGRESSED, ExitCode
 from geomcheck.gate.baseline import gated_values, settings_for
-from geomcheck.gate.drift import DriftResult, drift_test
+from geomcheck.gate.drift import DriftResult, DriftRow, drift_test
+from geomcheck.gate.profile import largest_first, profile_of, profile_test
 from geomcheck.gate.results import CheckResult
 from geomcheck.spec.expect import format_value
 from geomcheck.spec.schema import Check, Spec
@@ -38,6 +39,7 @@ class CheckComparison:
     b: CheckResult
     drift: tuple[str, ...]
     noise: DriftResult | None = None
+    profile: DriftResult | None = None  # every block of the property's profile metrics, when A and B read the same token ids
 
     @property
     def effect(self) -> float | None:
@@ -71,6 +73,11 @@ class CheckComparison:
         return b - a if a is not None and b is not None and math.isfinite(a) and math.isfinite(b) else None
 
     @property
+    def moved_blocks(self) -> list[DriftRow]:
+        """The profile's blocks that moved past their floors, furthest first: where to look for the bug."""
+        return largest_first(self.profile.alarms) if self.profile is not None else []
+
+    @property
     def largest_block_delta(self) -> tuple[int, float] | None:
         """The block where the checked metric moved most, and by how much (B - A)."""
         a, b = per_layer(self.a), per_layer(self.b)
@@ -96,6 +103,7 @@ class Comparison:
     ref_b: str
     rows: tuple[CheckComparison, ...]
     inputs: tuple[InputComparison, ...] = ()
+    fail_on_drift: bool = False  # exit 1 also when values moved beyond noise and floor (``--fail-on-drift``)
 
     @property
     def regressions(self) -> tuple[CheckComparison, ...]:
@@ -109,11 +117,17 @@ class Comparison:
         return sum(row.change == change for row in self.rows)
 
     @property
+    def drifted(self) -> tuple[CheckComparison, ...]:
+        return tuple(row for row in self.rows if row.drift)
+
+    @property
     def exit_code(self) -> int:
-        """3 when a check could not be evaluated, else 1 when one regressed, else 0."""
+        """3 when a check could not be evaluated, else 1 when one regressed (or, with ``fail_on_drift``, moved), else 0."""
         if self.errors:
             return EXIT_ERROR
-        return EXIT_REGRESSED if self.regressions else EXIT_OK
+        if self.regressions or (self.fail_on_drift and self.drifted):
+            return EXIT_REGRESSED
+        return EXIT_OK
 
 
 def checked_value(result: CheckResult) -> float | None:
@@ -141,11 +155,22 @@ def paired_drift(a: CheckResult, b: CheckResult) -> DriftResult | None:
     return drift_test(gated_values(a.check, a.measurement), gated_values(b.check, b.measurement), settings_for(a.check, prop), paired=True)
 
 
-def compare_pair(a: CheckResult, b: CheckResult) -> CheckComparison:
-    """One check's row: outcomes on A and B and the paired drift test between them."""
+def paired_profile(a: CheckResult, b: CheckResult) -> DriftResult | None:
+    """B's per-block profile values against A's (gate.profile); only meaningful on identical token ids."""
+    if a.measurement is None or b.measurement is None or not a.measurement.valid or a.check.gate.profile is False:
+        return None
+    prop = properties.get(a.check.property)
+    return profile_test(prop, profile_of(prop, a.measurement), b.measurement)
+
+
+def compare_pair(a: CheckResult, b: CheckResult, same_tokens: bool = True) -> CheckComparison:
+    """One check's row: outcomes on A and B, the paired drift test, and (on identical token ids) the profile test."""
     noise = paired_drift(a, b)
+    profile = paired_profile(a, b) if same_tokens else None
     drift = tuple(row.describe() for row in noise.alarms) if noise is not None else ()
-    return CheckComparison(a.spec, a.check, a, b, drift, noise)
+    if profile is not None:
+        drift += tuple(row.describe() for row in largest_first(profile.alarms))
+    return CheckComparison(a.spec, a.check, a, b, drift, noise, profile)
 
 
 def _value(value: float | None, check: Check) -> str:
@@ -165,7 +190,7 @@ def summary_table(comparison: Comparison) -> str:
             f"{row.b.outcome.status} {_value(b, row.check)}",
             "—" if row.delta is None else f"{row.delta:+.4g}",
             "—" if row.effect is None else f"{row.effect:+.1f} SE",
-            f"{len(row.drift)} of {row.noise.tested}" if row.drift and row.noise is not None else "no",
+            f"{len(row.drift)} of {_tested(row)}" if row.drift else "no",
             row.change.upper() if row.change == "regressed" else row.change,
         ))
     widths = [max(len(cells[i]) for cells in (header, *lines)) for i in range(len(header))]
@@ -185,6 +210,23 @@ def summary_table(comparison: Comparison) -> str:
     elif comparison.regressions:
         text.append(f"gate: FAILED, {len(comparison.regressions)} check(s) passed on A and fail on B: "
                     + ", ".join(row.check.id for row in comparison.regressions))
+    elif comparison.fail_on_drift and comparison.drifted:
+        text.append(f"gate: FAILED (--fail-on-drift), {len(comparison.drifted)} check(s) moved beyond noise and floor: "
+                    + ", ".join(row.check.id for row in comparison.drifted))
     else:
-        text.append("gate: passed, no check flipped from passed to failed")
+        text.append("gate: passed, no check flipped from passed to failed"
+                    + (", none moved beyond noise and floor" if comparison.fail_on_drift else ""))
+    moved = [(row, cell) for row in comparison.rows for cell in row.moved_blocks]
+    if moved:
+        text.append("blocks that moved past their floors (paired profile), furthest first:")
+        ranked = largest_first([cell for _, cell in moved])
+        owner = {id(cell): row for row, cell in moved}
+        for cell in ranked[:10]:
+            text.append(f"  {owner[id(cell)].check.id}: {cell.describe()}")
+        if len(ranked) > 10:
+            text.append(f"  ... and {len(ranked) - 10} more")
     return "\n".join(text)
+
+
+def _tested(row: CheckComparison) -> int:
+    return sum(result.tested for result in (row.noise, row.profile) if result is not None)

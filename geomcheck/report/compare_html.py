@@ -162,7 +162,7 @@ def _row(index: int, row: CheckComparison, comparison: Comparison, figures: _Fig
         block_delta="" if largest is None else f"largest at block {largest[0]}: {largest[1]:+.4g}",
         drift=_drift_cells(row),
         drift_count=len(row.drift),
-        tested=row.noise.tested if row.noise is not None else 0,
+        tested=sum(result.tested for result in (row.noise, row.profile) if result is not None),
         change=row.change,
         figure=figures.add(figure) if figure is not None else None,
     )
@@ -173,15 +173,20 @@ def _number(value: float | None, digits: str = ".4g") -> str:
 
 
 def _drift_cells(row: CheckComparison) -> tuple[DriftCells, ...]:
-    """The paired test's rows for this check's own gated values: those beyond noise first, at most MAX_DRIFT_LINES."""
-    if row.noise is None:
-        return ()
-    ordered = sorted(row.noise.rows, key=lambda r: (not r.alarm, -abs(r.effect) if r.effect is not None else 0.0))
-    return tuple(
+    """The blocks that moved past their profile floors, furthest first, then the paired test's rows for the
+    check's own gated values (those beyond noise first); at most MAX_DRIFT_LINES in all."""
+    moved = [
+        DriftCells(r.where, _number(r.baseline), _number(r.now), "not defined" if r.delta is None else f"{r.delta:+.4g}",
+                   "—", f"floor {r.floor:.3g}", True)
+        for r in row.moved_blocks
+    ]
+    ordered = sorted(row.noise.rows, key=lambda r: (not r.alarm, -abs(r.effect) if r.effect is not None else 0.0)) if row.noise else []
+    gated = [
         DriftCells(r.where, _number(r.baseline), _number(r.now), "not defined" if r.delta is None else f"{r.delta:+.4g}",
                    _number(r.se, ".3g"), "—" if r.effect is None else f"{r.effect:+.1f}", r.alarm)
-        for r in ordered[:MAX_DRIFT_LINES]
-    )
+        for r in ordered
+    ]
+    return tuple([*moved, *gated][:MAX_DRIFT_LINES])
 
 
 def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
