@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -74,7 +75,11 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "damage_zoo.json")
     parser.add_argument("--inputs", nargs="+", choices=("paired", "fresh"), default=["paired", "fresh"])
     parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the markdown tables of docs/gating.md from --results and stop")
     args = parser.parse_args()
+    if args.table:
+        print(tables(json.loads(args.results.read_text())))
+        return
 
     specs = [load_spec(ROOT / "specs" / name) for name in SPECS]
     if args.sequences or args.tokens:
@@ -113,8 +118,62 @@ def main() -> None:
                           f"({seconds:.0f} s)", flush=True)
                     args.results.parent.mkdir(parents=True, exist_ok=True)
                     args.results.write_text(json.dumps({"specs": list(SPECS), "sequences": args.sequences, "tokens": args.tokens,
+                                                        "n_blocks": loaded.n_blocks,
                                                         "clean": cleans, "rows": rows}, indent=None, default=float))
     print(f"{len(rows)} rows in {args.results}", file=sys.stderr)
+
+
+def tables(saved: dict) -> str:
+    """The power table (one row per zoo member) and, per damage class, the smallest loss change caught."""
+    groups = {member.name: member.group for member in zoo(SimpleNamespace(n_blocks=saved.get("n_blocks", 30)))}
+    by_member: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    order: list[str] = []
+    for row in saved["rows"]:
+        if "loss" not in row:
+            continue
+        by_member[row["condition"]][row["inputs"]].append(row)
+        if row["condition"] not in order:
+            order.append(row["condition"])
+    lines = ["| zoo member | class | next-token loss change (paired, mean ± SE over seeds' SEs) | paired: runs alarming | "
+             "fresh inputs: runs alarming | checks alarming, paired (runs) |", "|---|---|---|---|---|---|"]
+    caught: dict[str, list[tuple[float, bool, bool]]] = defaultdict(list)
+    for name in order:
+        runs = by_member[name]
+        paired, fresh = runs.get("paired", []), runs.get("fresh", [])
+        losses = [r["loss"]["relative"] for r in paired] or [r["loss"]["relative"] for r in fresh]
+        ses = [r["loss"]["relative_se"] for r in paired] or [r["loss"]["relative_se"] for r in fresh]
+        loss = float(np.mean(losses))
+        se = float(np.sqrt(np.mean(np.square(ses))) / np.sqrt(len(ses)))
+        counts: dict[str, int] = defaultdict(int)
+        for r in paired:
+            for check in r["alarms"]:
+                counts[check] += 1
+        kind = (paired or fresh)[0]["kind"]
+        group = groups.get(name, "") or kind
+        detail = ", ".join(f"{c} ({n})" for c, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:4])
+        if len(counts) > 4:
+            detail += f" and {len(counts) - 4} more"
+        rate = lambda rows: f"{sum(bool(r['alarms']) for r in rows)} / {len(rows)}" if rows else "–"  # noqa: E731
+        lines.append(f"| {name} | {group} | {100 * loss:+.2f} % ± {100 * se:.2f} | {rate(paired)} | {rate(fresh)} | {detail or '—'} |")
+        if kind == "damage":
+            caught[group].append((loss, all(r["alarms"] for r in paired) if paired else False,
+                                  (sum(bool(r["alarms"]) for r in fresh) >= 0.95 * len(fresh)) if fresh else False))
+    damage = [(name, by_member[name]) for name in order if (by_member[name].get("paired") or [{}])[0].get("kind") == "damage"]
+    costly = [runs["paired"] for _, runs in damage if np.mean([r["loss"]["relative"] for r in runs["paired"]]) >= 0.01]
+    missed = sum(not r["alarms"] for rows in costly for r in rows)
+    harmless = [r for name in order for r in by_member[name].get("paired", []) + by_member[name].get("fresh", [])
+                if r["kind"] in ("harmless", "unchanged")]
+    lines += ["", f"Paired: members costing >= 1 % next-token loss: {len(costly)}, runs {sum(len(rows) for rows in costly)}, "
+                  f"runs without an alarm: {missed}. Harmless controls and the unchanged model: runs {len(harmless)}, "
+                  f"runs with an alarm: {sum(bool(r['alarms']) for r in harmless)}.", "",
+              "| damage class | smallest loss change caught in every paired run | smallest caught in >= 95 % of fresh-input runs |",
+              "|---|---|---|"]
+    for group, items in caught.items():
+        paired_min = min((loss for loss, p, _ in items if p), default=None)
+        fresh_min = min((loss for loss, _, f in items if f), default=None)
+        show = lambda value: "none caught" if value is None else f"{100 * value:+.2f} %"  # noqa: E731
+        lines.append(f"| {group} | {show(paired_min)} | {show(fresh_min)} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Condition:
     name: str
     kind: Kind
     build: Callable[[LoadedModel], LoadedModel]
+    group: str = ""  # the damage class the zoo's tables gather strengths under ("block swap", "weight noise", ...)
 
 
 @dataclass(frozen=True)
@@ -132,27 +133,27 @@ def zoo(loaded: LoadedModel, seed: int = 0) -> list[Condition]:
         Condition("float16 round trip", "harmless", round_trip(torch.float16)),
         Condition("re-saved (safetensors)", "harmless", resaved),
         Condition("Q8_0 round trip", "harmless", q8_0_round_trip),
-        Condition(f"blocks {middle - 1} and {middle} swapped", "damage", lambda lm: damage.swap_blocks(lm, middle - 1, middle)),
-        Condition(f"blocks {early} and {early + 1} swapped", "damage", lambda lm: damage.swap_blocks(lm, early, early + 1)),
-        Condition(f"blocks {late - 1} and {late} swapped", "damage", lambda lm: damage.swap_blocks(lm, late - 1, late)),
-        *[Condition(f"block {b} re-initialised", "damage", lambda lm, b=b: damage.reinit_block(lm, b, seed)) for b in (early, middle, late)],
-        *[Condition(f"noise {scale:g} x std", "damage", lambda lm, scale=scale: damage.add_noise(lm, scale, seed))
+        Condition(f"blocks {middle - 1} and {middle} swapped", "damage", lambda lm: damage.swap_blocks(lm, middle - 1, middle), "block swap"),
+        Condition(f"blocks {early} and {early + 1} swapped", "damage", lambda lm: damage.swap_blocks(lm, early, early + 1), "block swap"),
+        Condition(f"blocks {late - 1} and {late} swapped", "damage", lambda lm: damage.swap_blocks(lm, late - 1, late), "block swap"),
+        *[Condition(f"block {b} re-initialised", "damage", lambda lm, b=b: damage.reinit_block(lm, b, seed), "block re-initialised") for b in (early, middle, late)],
+        *[Condition(f"noise {scale:g} x std", "damage", lambda lm, scale=scale: damage.add_noise(lm, scale, seed), "weight noise")
           for scale in (0.003, 0.01, 0.02, 0.03, 0.1)],
         Condition(f"q/k projections of blocks {n // 3} and {2 * n // 3} swapped", "damage",
-                  lambda lm: damage.swap_query_key(lm, n // 3, 2 * n // 3)),
+                  lambda lm: damage.swap_query_key(lm, n // 3, 2 * n // 3), "q/k projections swapped"),
         Condition(f"q/k projections of blocks {middle} and {middle + 1} swapped", "damage",
-                  lambda lm: damage.swap_query_key(lm, middle, middle + 1)),
-        Condition(f"attention output transposed in block {middle}", "damage", lambda lm: damage.transpose_output(lm, (middle,))),
-        Condition("attention output transposed in every block", "damage", lambda lm: damage.transpose_output(lm, tuple(range(n)))),
-        *[Condition(f"rotary base x {factor:g}", "damage", lambda lm, factor=factor: damage.rotary_base(lm, factor))
+                  lambda lm: damage.swap_query_key(lm, middle, middle + 1), "q/k projections swapped"),
+        Condition(f"attention output transposed in block {middle}", "damage", lambda lm: damage.transpose_output(lm, (middle,)), "output projection transposed"),
+        Condition("attention output transposed in every block", "damage", lambda lm: damage.transpose_output(lm, tuple(range(n))), "output projection transposed"),
+        *[Condition(f"rotary base x {factor:g}", "damage", lambda lm, factor=factor: damage.rotary_base(lm, factor), "rotary base")
           for factor in (0.1, 0.5, 0.9, 2.0)],
-        *[Condition(f"norm epsilon {eps:g}", "damage", lambda lm, eps=eps: damage.norm_epsilon(lm, eps)) for eps in (1e-3, 1e-2, 1e-1)],
-        Condition(f"block {middle}'s norm weights reset to 1", "damage", lambda lm: damage.reset_norms(lm, middle)),
-        Condition(f"block {early}'s norm weights reset to 1", "damage", lambda lm: damage.reset_norms(lm, early)),
+        *[Condition(f"norm epsilon {eps:g}", "damage", lambda lm, eps=eps: damage.norm_epsilon(lm, eps), "norm epsilon") for eps in (1e-3, 1e-2, 1e-1)],
+        Condition(f"block {middle}'s norm weights reset to 1", "damage", lambda lm: damage.reset_norms(lm, middle), "norm weights reset"),
+        Condition(f"block {early}'s norm weights reset to 1", "damage", lambda lm: damage.reset_norms(lm, early), "norm weights reset"),
         *[Condition(f"{fraction:g} of block {middle}'s weights corrupted", "damage",
-                    lambda lm, fraction=fraction: damage.corrupt_block(lm, middle, fraction, seed)) for fraction in (0.01, 0.1)],
-        Condition("block biases dropped", "damage", damage.drop_biases),
-        Condition("final norm removed", "damage", damage.remove_final_norm),
+                    lambda lm, fraction=fraction: damage.corrupt_block(lm, middle, fraction, seed), "corrupted block") for fraction in (0.01, 0.1)],
+        Condition("block biases dropped", "damage", damage.drop_biases, "biases dropped"),
+        Condition("final norm removed", "damage", damage.remove_final_norm, "final norm removed"),
     ]
     return members
 

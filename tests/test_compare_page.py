@@ -38,7 +38,7 @@ def test_each_check_lists_its_own_metric_with_a_b_change_se_and_effect(pair, tmp
             assert f"|{column}|" in header, column
         wheres = re.findall(r"<tr[^>]*><td>([^<]+)</td>", table)
         # Its own gated metric, and the blocks of its property's profile metrics that moved past their floors.
-        profile = {spec.name for spec in properties.get(row.check.property).metric_specs if spec.profile is not None}
+        profile = {spec.name for spec in properties.get(row.check.property).metric_specs if spec.paired_floor is not None and spec.per_layer}
         own = [where for where in wheres if where.startswith(row.check.metric + " ")]
         assert own and all(where.split(" ")[0] in profile | {row.check.metric} for where in wheres), wheres
     drift_part = page.split('<section id="checks">')[1]

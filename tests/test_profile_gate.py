@@ -33,7 +33,7 @@ def test_largest_first_orders_by_distance_past_the_floor():
 
 def test_only_declared_profile_metrics_take_part():
     prop = properties.get("layer_norm_growth")
-    declared = {spec.name for spec in prop.metric_specs if spec.profile is not None}
+    declared = {spec.name for spec in prop.metric_specs if spec.paired_floor is not None and spec.per_layer}
     assert declared == {"median_norm"}
     spec = prop.metric_spec("median_norm")
     m = measurement("layer_norm_growth", (0, 1), prop.params(), [spec.value(None, {0: 1.0, 1: 2.0}),

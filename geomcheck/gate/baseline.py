@@ -37,6 +37,8 @@ def settings_for(check: Check, prop: PropertyDef, degrees: int = DEFAULT_DEGREES
         min_rel=low_rel,
         integer=check.metric in prop.integer_metrics,
         degrees=degrees,
+        # A floor the spec states is the user's word in both modes; otherwise paired runs use the measured one.
+        paired_floor=None if floor is not None else prop.paired_floors.get(check.metric),
     )
 
 
@@ -109,7 +111,7 @@ def against(
         return BaselineVerdict(_band_test(then, now, settings), tuple(problems))
     paired = same_inputs(recorded, inputs)
     profile = None
-    names = tuple(spec.name for spec in prop.metric_specs if spec.profile is not None and measurement.metrics.get(spec.name)
+    names = tuple(spec.name for spec in prop.metric_specs if spec.paired_floor is not None and spec.per_layer and measurement.metrics.get(spec.name)
                   and measurement.metrics[spec.name].per_layer)
     if paired and check.gate.profile is not False and names:
         profile = profile_test(prop, recorded_profile(recorded, names, where), measurement)

@@ -88,7 +88,7 @@ class BaselineBook:
         headline = f"{check.property}[{ref}] {what} ({check.location})"
         if outcome.status == "failed":
             headline = outcome.headline + f"; also {what}"
-        gate = verdict.result.settings.describe() if verdict.result is not None else ""
+        gate = verdict.result.settings.describe(paired=verdict.paired) if verdict.result is not None else ""
         gate += "; paired: the baseline's own inputs" if verdict.paired else "; unpaired: other inputs than the baseline's"
         details = (*outcome.details, f"baseline: {path} ({gate})", *moved[:12], *(["..."] if len(moved) > 12 else []))
         return replace(outcome, status="failed", headline=headline, details=details)

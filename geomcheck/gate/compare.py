@@ -146,13 +146,13 @@ def per_layer(result: CheckResult) -> dict[int, float]:
     return {int(layer): float(value) for layer, value in sorted(metric.per_layer.items())} if metric is not None else {}
 
 
-def paired_drift(a: CheckResult, b: CheckResult) -> DriftResult | None:
+def paired_drift(a: CheckResult, b: CheckResult, same_tokens: bool = True) -> DriftResult | None:
     """B's gated values against A's, paired: both saw identical inputs, so the noise of the difference is
     estimated from the two sides' leave-one-group-out replicates taken jointly."""
     if a.measurement is None or b.measurement is None:
         return None
     prop = properties.get(a.check.property)
-    return drift_test(gated_values(a.check, a.measurement), gated_values(b.check, b.measurement), settings_for(a.check, prop), paired=True)
+    return drift_test(gated_values(a.check, a.measurement), gated_values(b.check, b.measurement), settings_for(a.check, prop), paired=same_tokens)
 
 
 def paired_profile(a: CheckResult, b: CheckResult) -> DriftResult | None:
@@ -165,7 +165,7 @@ def paired_profile(a: CheckResult, b: CheckResult) -> DriftResult | None:
 
 def compare_pair(a: CheckResult, b: CheckResult, same_tokens: bool = True) -> CheckComparison:
     """One check's row: outcomes on A and B, the paired drift test, and (on identical token ids) the profile test."""
-    noise = paired_drift(a, b)
+    noise = paired_drift(a, b, same_tokens)
     profile = paired_profile(a, b) if same_tokens else None
     drift = tuple(row.describe() for row in noise.alarms) if noise is not None else ()
     if profile is not None:

@@ -11,6 +11,15 @@ Holm's step-down correction over the values of one check keeps the check's false
 however significant: a bfloat16 round trip moves values by a hair with tiny standard errors, and
 that is no regression. Integer metrics (block indices) use a continuity-corrected statistic and a
 floor in whole blocks.
+
+On the baseline's own token ids (paired) the input noise cancels, and the paired standard error
+falls to the level of floating-point rounding: a p-value there says nothing, and a bf16 round trip
+would be "significant" at thousands of SE. So a paired decision rests on stated quantities: the
+standard error is never taken below the measurement's numerical resolution (``NUMERIC_RESOLUTION``
+of the value, so a bit-identical side gives p = 1 and rounding cannot give p = 0), and the floor is
+the metric's ``paired_floor`` where it declares one, set from the measured spread of harmless
+numerical changes (bf16, fp16 and Q8_0 round trips, a re-save) rather than the fresh-input floor.
+The alarm text gives both, and how far past the floor the change went.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ from scipy import stats
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_DEGREES = 7  # G - 1 for the default 8 sequence groups
+# Relative size below which two measurements of one value cannot be told apart: float32 activations reduced
+# in float64 agree to ~1e-7 between BLAS builds and thread counts; a paired SE is never taken below this.
+NUMERIC_RESOLUTION = 1e-6
 
 
 @dataclass(frozen=True)
@@ -44,13 +56,18 @@ class DriftSettings:
     min_rel: float = 0.0
     integer: bool = False
     degrees: int = DEFAULT_DEGREES
+    paired_floor: tuple[float, float] | None = None  # (abs, rel) on the baseline's own inputs; None: min_change there too
 
-    def floor(self, baseline: float) -> float:
-        return self.min_abs + self.min_rel * abs(baseline)
+    def floor(self, baseline: float, paired: bool = False) -> float:
+        low_abs, low_rel = self.paired_floor if paired and self.paired_floor is not None else (self.min_abs, self.min_rel)
+        return low_abs + low_rel * abs(baseline)
 
-    def describe(self) -> str:
+    def describe(self, paired: bool = False) -> str:
         parts = [f"alpha {self.alpha:g} (Holm)"]
-        if self.min_abs or self.min_rel:
+        if paired and self.paired_floor is not None:
+            parts.append(f"changes within ±({self.paired_floor[0]:g} + {self.paired_floor[1]:g}·|baseline|) ignored "
+                         "(paired floor: ten times the largest harmless numerical change measured)")
+        elif self.min_abs or self.min_rel:
             parts.append(f"changes within ±({self.min_abs:g} + {self.min_rel:g}·|baseline|) ignored")
         return ", ".join(parts)
 
@@ -90,8 +107,10 @@ class DriftRow:
             return f"{self.where}: {_show(self.now)} vs baseline {_show(self.baseline)} ({self.note})"
         noise = f" ± {self.se:.3g}" if self.se is not None and math.isfinite(self.se) else ""
         effect = f", {self.effect:+.1f} SE" if self.effect is not None else ""
+        share = f", {abs(self.delta) / self.floor:.1f} x the floor" if self.floor > 0 else ""
+        kind = f"; {self.note}" if self.note else ""
         return (f"{self.where}: {_show(self.now)} vs baseline {_show(self.baseline)} "
-                f"(change {self.delta:+.4g}{noise}{effect}; p={self.p_value:.2g}; floor {self.floor:.3g})")
+                f"(change {self.delta:+.4g}{noise}{effect}; p={self.p_value:.2g}; floor {self.floor:.3g}{share}{kind})")
 
 
 @dataclass(frozen=True)
@@ -163,22 +182,23 @@ def drift_test(
         now = _finite(new.value) if new is not None else None
         if then is None and now is None:
             continue
-        floor = settings.floor(then or 0.0)
         if then is None or now is None:
             note = "defined now, undefined in the baseline" if then is None else "undefined now, defined in the baseline"
             pending.append((old.where, then, now, None, 0.0, note))
             continue
-        se = None
+        se, note = None, ""
         if paired and new is not None and old.replicates and new.replicates:
             se = paired_se(old.replicates, new.replicates)
+            if se is not None and math.isfinite(se):
+                se, note = max(se, NUMERIC_RESOLUTION * max(abs(then), abs(now))), "paired"
         if se is None or not math.isfinite(se):
             se = combined_se(old.se, new.se if new is not None else None)
         delta = now - then
-        pending.append((old.where, then, now, se, p_value(delta, se, integer=settings.integer, degrees=settings.degrees), ""))
+        pending.append((old.where, then, now, se, p_value(delta, se, integer=settings.integer, degrees=settings.degrees), note))
     rejected = holm([item[4] for item in pending], settings.alpha)
     rows = []
     for (where, then, now, se, p, note), significant in zip(pending, rejected):
-        floor = settings.floor(then or 0.0)
+        floor = settings.floor(then or 0.0, paired=paired)
         if then is None or now is None:
             alarm = True
         else:

@@ -56,19 +56,19 @@ def profile_test(prop: PropertyDef, recorded: Mapping[str, Mapping[int, float | 
     """
     rows: list[DriftRow] = []
     for spec in prop.metric_specs:
-        if spec.profile is None or spec.name not in recorded:
+        if spec.paired_floor is None or not spec.per_layer or spec.name not in recorded:
             continue
         metric = measurement.metrics.get(spec.name)
         if metric is None or not metric.per_layer:
             continue
-        rows += profile_rows(spec.name, recorded[spec.name], {int(k): float(v) for k, v in metric.per_layer.items()}, spec.profile)
+        rows += profile_rows(spec.name, recorded[spec.name], {int(k): float(v) for k, v in metric.per_layer.items()}, spec.paired_floor)
     return DriftResult(tuple(rows), DriftSettings(alpha=1.0)) if rows else None
 
 
 def profile_of(prop: PropertyDef, measurement: Measurement) -> dict[str, dict[int, float]]:
     """The per-block values of ``prop``'s profile metrics in ``measurement`` (the A side of a comparison)."""
     return {spec.name: {int(k): float(v) for k, v in measurement.metrics[spec.name].per_layer.items()}
-            for spec in prop.metric_specs if spec.profile is not None and spec.name in measurement.metrics}
+            for spec in prop.metric_specs if spec.paired_floor is not None and spec.per_layer and spec.name in measurement.metrics}
 
 
 def largest_first(rows: tuple[DriftRow, ...] | list[DriftRow]) -> list[DriftRow]:

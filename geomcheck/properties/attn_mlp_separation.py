@@ -56,8 +56,9 @@ PROBE_PCA_ACCURACY = MetricSpec("probe_pca_accuracy", "held-out balanced accurac
 PROBE_ACCURACY = MetricSpec("probe_accuracy", "held-out balanced accuracy of a linear probe in full dimension", "accuracy",
                             min_change=(0.03, 0.0))
 FISHER_RATIO = MetricSpec("fisher_ratio", "Fisher discriminant ratio of the two sites in the top {k} PCs", "ratio",
-                          per_layer=True, min_change=(0.0, 0.25), direction="up", profile=(0.0, 0.03))
-SILHOUETTE = MetricSpec("silhouette", "silhouette of the site labels in the top {k} PCs", "silhouette", min_change=(0.05, 0.0))
+                          per_layer=True, min_change=(0.0, 0.25), direction="up", paired_floor=(0.0, 0.12))
+SILHOUETTE = MetricSpec("silhouette", "silhouette of the site labels in the top {k} PCs", "silhouette", min_change=(0.05, 0.0),
+                        paired_floor=(0.003, 0.0))
 ATTN, MLP = 0, 1
 
 

@@ -157,10 +157,12 @@ class MetricSpec:
     # case speaks for it. Not a claim about trained models against their twins, which can differ
     # (sequence_structure: the random twin has more); those are measured per family in docs/properties.md.
     direction: Direction | None = None
-    # (abs, rel) floor of the paired profile test (geomcheck.gate.profile): on the baseline's own token ids,
-    # a block whose value moves by more than abs + rel * |baseline| alarms. Declared only for per-block
-    # metrics that move smoothly, with the floor set well above the spread of harmless numerical changes.
-    profile: tuple[float, float] | None = None
+    # (abs, rel): the smallest change numerics cannot explain, used on the baseline's own token ids (paired),
+    # where input noise cancels and only harmless numerical changes (bf16/fp16/Q8_0 round trips, a re-save)
+    # are left to tell apart from damage. Set about ten times above the largest such change measured on
+    # SmolLM2-135M (benchmarks/damage_zoo.py), per block for per-block metrics. A per-block metric with one
+    # takes part in the paired profile test (geomcheck.gate.profile); without one, paired runs use min_change.
+    paired_floor: tuple[float, float] | None = None
 
     def value(self, aggregate: float | None = None, per_layer: Mapping[int, float] | None = None, **fill: object) -> Metric:
         description = self.description.format(**fill) if fill else self.description
@@ -233,6 +235,10 @@ class PropertyDef(Generic[P]):
     @property
     def integer_metrics(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.metric_specs if m.integer)
+
+    @property
+    def paired_floors(self) -> Mapping[str, tuple[float, float]]:
+        return {m.name: m.paired_floor for m in self.metric_specs if m.paired_floor is not None}
 
     @property
     def min_change(self) -> Mapping[str, tuple[float, float]]:

@@ -53,13 +53,13 @@ NAME = "first_position_norm"
 # Every metric compares position 0 with later positions, so none exists for sequences of one position.
 # A depth fraction's floor is about one block of a 24-30-block model (1/23 = 0.043, 1/29 = 0.034).
 RATIO = MetricSpec("ratio", "norm at position 0 / median norm of later positions (mean over sequences)", "ratio",
-                   per_layer=True, min_change=(0.0, 0.25), positional=True, direction="up", profile=(0.0, 0.02))
+                   per_layer=True, min_change=(0.0, 0.25), positional=True, direction="up", paired_floor=(0.0, 0.015))
 ONSET_LAYER = MetricSpec("onset_layer", "first block whose ratio exceeds {threshold:g} (NaN if none)", "block",
                          min_change=(1.0, 0.0), integer=True, positional=True)
 LAST_LAYER = MetricSpec("last_layer", "last block whose ratio exceeds {threshold:g} (NaN if none)", "block",
                         min_change=(1.0, 0.0), integer=True, positional=True)
 MAX_ABS_RATIO = MetricSpec("max_abs_ratio", "largest |component| at position 0 / median of later positions' largest", "ratio",
-                           per_layer=True, min_change=(0.0, 0.25), positional=True)
+                           per_layer=True, min_change=(0.0, 0.25), positional=True, paired_floor=(0.0, 0.05))
 ONSET_DEPTH = MetricSpec("onset_depth", "onset_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", "fraction of depth",
                          min_change=(0.05, 0.0), positional=True)
 LAST_DEPTH = MetricSpec("last_depth", "last_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", "fraction of depth",

@@ -42,14 +42,17 @@ from geomcheck.properties.base import (
 from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "layer_norm_growth"
-GROWTH_RATIO = MetricSpec("growth_ratio", "median norm at the last block / at the first", "ratio", min_change=(0.0, 0.1), direction="up")
+GROWTH_RATIO = MetricSpec("growth_ratio", "median norm at the last block / at the first", "ratio", min_change=(0.0, 0.1), direction="up",
+                          paired_floor=(0.0, 0.01))
 GROWTH_RHO = MetricSpec("growth_rho", "Spearman correlation of the median norm with depth", "rank correlation", min_change=(0.05, 0.0))
-LATE_GROWTH = MetricSpec("late_growth", "median norm at the last block / at the middle block ({middle})", "ratio", min_change=(0.0, 0.1))
-LAST_BLOCK_SPIKE = MetricSpec("last_block_spike", "median norm at the last block / at the one before", "ratio", min_change=(0.0, 0.1))
+LATE_GROWTH = MetricSpec("late_growth", "median norm at the last block / at the middle block ({middle})", "ratio", min_change=(0.0, 0.1),
+                         paired_floor=(0.0, 0.01))
+LAST_BLOCK_SPIKE = MetricSpec("last_block_spike", "median norm at the last block / at the one before", "ratio", min_change=(0.0, 0.1),
+                              paired_floor=(0.0, 0.01))
 FINAL_NORM_DROP = MetricSpec("final_norm_drop", "median norm after the final norm / at the model's last block", "ratio",
-                             min_change=(0.005, 0.15))
+                             min_change=(0.005, 0.15), paired_floor=(0.0, 0.015))
 MEDIAN_NORM = MetricSpec("median_norm", "median norm of positions after the first", "norm", per_layer=True, min_change=(0.0, 0.1),
-                         profile=(0.0, 0.01))
+                         paired_floor=(0.0, 0.01))
 
 
 class Params(PropertyParams):

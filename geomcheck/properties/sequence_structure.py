@@ -54,7 +54,7 @@ POSITION_VARIANCE_SHARE = MetricSpec("position_variance_share", "share of varian
 EARLY_TAIL = MetricSpec("early_tail", "distance of the first {early} positions' centroid from the rest, in spreads", "spreads",
                         per_layer=True, min_change=(0.0, 0.25), positional=True)
 POSITION_SILHOUETTE = MetricSpec("position_silhouette", "silhouette of {bins} position bins in the top {k} PCs", "silhouette",
-                                 per_layer=True, min_change=(0.05, 0.0), positional=True, profile=(0.005, 0.02))
+                                 per_layer=True, min_change=(0.05, 0.0), positional=True, paired_floor=(0.005, 0.02))
 
 
 class Params(PropertyParams):
