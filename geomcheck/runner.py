@@ -7,9 +7,10 @@ in either place and the captured activations are shared by every check that uses
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -92,6 +93,7 @@ class GeomSession:
     started: float = field(default_factory=time.perf_counter)
     shared_seconds: float = 0.0  # loading and capturing, paid once and shared, so never billed to one check
     progress_opener: Opener = stderr_opener  # where capture progress goes; pytest's suspends its output capture
+    excluded: dict[tuple[str, str], str] = field(default_factory=dict)  # (spec, model) -> why its applies_to left the model out
     book: BaselineBook | None = field(init=False, default=None)  # the baseline bookkeeping (gate.book), with baselines
 
     def __post_init__(self) -> None:
@@ -176,8 +178,10 @@ class GeomSession:
 
     def _evaluate(self, spec: Spec, check: Check, ref: str) -> tuple[Outcome, Measurement | None]:
         loaded = self.model(ref)
-        if not spec.matches(ref, loaded.table.family):
-            reason = f"{spec.display_path} is not meant for {ref} ({loaded.table.family}); see its applies_to"
+        if not spec.matches(ref, loaded.table.family, loaded.model.config):
+            why = spec.applies_to.mismatch(ref, loaded.table.family, loaded.model.config) if spec.applies_to else ""
+            self.excluded[(spec.display_path, ref)] = why
+            reason = f"{spec.display_path} is not meant for {ref}: {why}; see its applies_to"
             return Outcome.skip(reason, check=check, model=ref), None
         try:
             layers = resolve_layers(check.layers, loaded.n_blocks)
@@ -289,6 +293,25 @@ class RunOptions:
     batch_size: int = 8
 
 
+def applies_to_nothing(session: GeomSession, specs: Sequence[Spec], named: Sequence[str]) -> list[str]:
+    """Specs the user named as files whose applies_to excluded every model run: a gate that silently did nothing.
+
+    A folder of specs (``specs/``) holds specs for other families by design; a file named on its own is
+    a statement that it should run.
+    """
+    files = {Path(p).resolve() for p in named if Path(p).is_file()}
+    lines = []
+    for spec in specs:
+        if spec.path is None or Path(spec.path).resolve() not in files:
+            continue
+        refs = {r.model for r in session.results if r.spec is spec}
+        why = {ref: session.excluded.get((spec.display_path, ref)) for ref in refs}
+        if refs and all(why.values()):
+            lines.append(f"{spec.display_path} applies to none of the models run, so none of its {len(spec.checks)} checks ran ("
+                         + "; ".join(f"{ref}: {reason}" for ref, reason in sorted(why.items())) + ")")
+    return lines
+
+
 def run_cli(options: RunOptions) -> int:
     """``geomcheck run``: exit 0 all passed or skipped, 1 a check failed, 3 a check or the run errored."""
     from geomcheck import frontend
@@ -313,6 +336,13 @@ def run_cli(options: RunOptions) -> int:
                 errors |= outcome.status == "error"
     for line in session.baseline_summary():
         print(line)
+    unused = applies_to_nothing(session, specs, options.specs)
+    for line in unused:
+        print(f"geomcheck run: warning: {line}", file=sys.stderr)
+    if unused and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        print("geomcheck run: a spec named on the command line ran no check under CI=true; fix its applies_to "
+              "or leave it out", file=sys.stderr)
+        errors = True
     if options.write_report:
         from geomcheck.report import write_reports
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -166,3 +167,17 @@ def test_a_block_local_change_is_named_by_the_profile_largest_first(pair, tmp_pa
     assert comparison.exit_code == 1
     table = summary_table(comparison)
     assert "blocks that moved past their floors (paired profile), furthest first:" in table
+
+
+def test_the_effect_cell_names_the_worst_block_and_says_identical_when_nothing_moved(pair, tmp_path):
+    from geomcheck.gate.drift import DriftResult, DriftRow, DriftSettings
+
+    spec_path = _spec_file(tmp_path, 1.0e9)
+    spec = parse_spec(spec_path.read_text(), spec_path)
+    row = compare(GeomSession(), [spec], str(pair[0]), str(pair[0])).rows[0]
+    assert row.effect_text() == "identical"
+    rows = (DriftRow("ratio block 12", 1.0, 1.1, 0.1, 0.3, 0.0, False), DriftRow("ratio block 14", 1.0, -1.59, 0.1, 1e-6, 0.0, True))
+    moved = dataclasses.replace(row, noise=DriftResult(rows, DriftSettings()))
+    assert moved.effect_text() == "-25.9 SE at block 14"
+    unknown = dataclasses.replace(row, noise=DriftResult((DriftRow("ratio aggregate", 1.0, 1.5, None, 0.0, 0.0, True),), DriftSettings()))
+    assert unknown.effect_text() == "+0.5 (no SE)"

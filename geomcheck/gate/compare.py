@@ -42,11 +42,28 @@ class CheckComparison:
     profile: DriftResult | None = None  # every block of the property's profile metrics, when A and B read the same token ids
 
     @property
-    def effect(self) -> float | None:
-        """B - A of the first gated value in paired standard errors (None when no error is known)."""
+    def largest(self) -> DriftRow | None:
+        """The gated value that moved most in paired standard errors (a per-layer check: its worst block, not its first)."""
         if self.noise is None or not self.noise.rows:
             return None
-        return self.noise.rows[0].effect
+        return max(self.noise.rows, key=lambda row: (row.alarm, abs(row.effect) if row.effect is not None else abs(row.delta or 0.0)))
+
+    @property
+    def effect(self) -> float | None:
+        """B - A of the most-moved gated value in paired standard errors (None when no error is known)."""
+        return self.largest.effect if self.largest is not None else None
+
+    def effect_text(self) -> str:
+        """The table's effect cell: ``-25.9 SE at block 14``; ``identical`` when nothing moved; the raw change without an SE."""
+        row = self.largest
+        if row is None or row.delta is None:
+            return "—"
+        if row.delta == 0:
+            return "identical"
+        at = f" at {row.where.split(' ', 1)[1]}" if " block " in row.where else ""
+        if row.effect is None:
+            return f"{row.delta:+.4g} (no SE){at}"
+        return f"{row.effect:+.1f} SE{at}"
 
     @property
     def change(self) -> Change:
@@ -189,7 +206,7 @@ def summary_table(comparison: Comparison) -> str:
             f"{row.a.outcome.status} {_value(a, row.check)}",
             f"{row.b.outcome.status} {_value(b, row.check)}",
             "—" if row.delta is None else f"{row.delta:+.4g}",
-            "—" if row.effect is None else f"{row.effect:+.1f} SE",
+            row.effect_text(),
             f"{len(row.drift)} of {_tested(row)}" if row.drift else "no",
             row.change.upper() if row.change == "regressed" else row.change,
         ))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,7 +111,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     geom = session.config.stash.get(SESSION_KEY, None)
     if geom is None:
         return
-    session.config.stash[WRITTEN_KEY] = [*_skipped_specs(geom), *geom.baseline_summary()]
+    from geomcheck.runner import applies_to_nothing
+
+    specs = list({id(result.spec): result.spec for result in geom.results}.values())
+    unused = applies_to_nothing(geom, specs, [str(p) for p in (setting(session.config, "geom_spec") or [])])
+    lines = [f"warning: {line}" for line in unused]
+    if unused and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        lines.append("FAILED: a spec named with --geom-spec ran no check under CI=true; fix its applies_to or leave it out")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config.stash[WRITTEN_KEY] = [*_skipped_specs(geom), *lines, *geom.baseline_summary()]
 
 
 def _skipped_specs(geom: GeomSession) -> list[str]:

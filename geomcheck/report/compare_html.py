@@ -183,10 +183,17 @@ def _drift_cells(row: CheckComparison) -> tuple[DriftCells, ...]:
     ordered = sorted(row.noise.rows, key=lambda r: (not r.alarm, -abs(r.effect) if r.effect is not None else 0.0)) if row.noise else []
     gated = [
         DriftCells(r.where, _number(r.baseline), _number(r.now), "not defined" if r.delta is None else f"{r.delta:+.4g}",
-                   _number(r.se, ".3g"), "—" if r.effect is None else f"{r.effect:+.1f}", r.alarm)
+                   _number(r.se, ".3g"), _effect(r), r.alarm)
         for r in ordered
     ]
     return tuple([*moved, *gated][:MAX_DRIFT_LINES])
+
+
+def _effect(row) -> str:
+    """``identical`` where B equals A, ``no SE`` where no error is known, else the change in paired SEs."""
+    if row.delta is not None and row.delta == 0:
+        return "identical"
+    return "no SE" if row.effect is None else f"{row.effect:+.1f}"
 
 
 def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:

@@ -192,22 +192,63 @@ LayersField = Annotated[
 ]
 
 
+def _config_keys(value: dict) -> dict:
+    if not value:
+        raise PydanticCustomError("empty", "must name at least one config field")
+    if len(value) > 64:
+        raise PydanticCustomError("too_many", "at most 64 config fields")
+    for key in value:
+        if not (key.isascii() and key.isidentifier() and len(key) <= 64):
+            raise PydanticCustomError("config_key", "config field {key!r} is not a config.json field name", {"key": key})
+    return value
+
+
+ConfigValue = Union[Annotated[bool, Strict()], Annotated[int, Strict()], Annotated[float, Strict(), Field(allow_inf_nan=False)], Text]
+
+
 class AppliesTo(_Model):
-    """Which models a spec is meant for; every constraint given must hold."""
+    """Which models a spec is meant for; every constraint given must hold.
+
+    ``config`` says what a model *is* (its config.json values: the shape of SmolLM2-135M, say), so a
+    checkpoint of that model is recognised wherever it is saved; ``models`` globs match the reference
+    the user typed, which for a local checkpoint is only where it lies. Prefer ``config`` for a spec
+    meant for one model and its fine-tunes or conversions.
+    """
 
     families: Annotated[tuple[Family, ...], AfterValidator(_not_empty)] | None = Field(None, description="architecture families (adapters)")
     models: Annotated[tuple[Text, ...], AfterValidator(_not_empty)] | None = Field(
         None, description="glob patterns on model references, case-insensitive"
     )
+    config: Annotated[dict[str, ConfigValue], AfterValidator(_config_keys)] | None = Field(
+        None, description="config.json values the model must have, compared exactly (e.g. hidden_size: 576)"
+    )
 
-    def matches(self, model_ref_text: str, family: str | None) -> bool:
+    def matches(self, model_ref_text: str, family: str | None, config: object | None = None) -> bool:
         if self.families is not None and family not in self.families:
+            return False
+        if self.config is not None and not all(_config_value(config, key) == value for key, value in self.config.items()):
             return False
         if self.models is not None:
             ref = model_ref_text.strip().lower()
             names = {ref, ref.rstrip("/").rsplit("/", 1)[-1]}
             return any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names for pattern in self.models)
         return True
+
+    def mismatch(self, model_ref_text: str, family: str | None, config: object | None = None) -> str:
+        """Which constraint a model fails, in words (for the skip reason and the 'applies to nothing' warning)."""
+        if self.families is not None and family not in self.families:
+            return f"family {family} is not one of {', '.join(self.families)}"
+        for key, value in (self.config or {}).items():
+            if _config_value(config, key) != value:
+                return f"config {key} is {_config_value(config, key)!r}, the spec wants {value!r}"
+        if self.models is not None and not self.matches(model_ref_text, family, config):
+            return f"the reference {model_ref_text!r} matches none of {', '.join(self.models)}"
+        return ""
+
+
+def _config_value(config: object | None, key: str) -> object:
+    value = getattr(config, key, None) if config is not None else None
+    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
 
 
 class Inputs(_Model):
@@ -402,9 +443,9 @@ class Spec(_Model):
     def display_path(self) -> str:
         return self.file
 
-    def matches(self, model_ref_text: str, family: str | None) -> bool:
+    def matches(self, model_ref_text: str, family: str | None, config: object | None = None) -> bool:
         """Whether the spec is meant for this model (no ``applies_to``: every model)."""
-        return self.applies_to is None or self.applies_to.matches(model_ref_text, family)
+        return self.applies_to is None or self.applies_to.matches(model_ref_text, family, config)
 
     def base_inputs(self) -> InputSpec:
         return self.inputs.over(InputSpec(root=str(self.root) if self.root is not None else None))
