@@ -173,6 +173,37 @@ def tables(saved: dict) -> str:
         fresh_min = min((loss for loss, _, f in items if f), default=None)
         show = lambda value: "none caught" if value is None else f"{100 * value:+.2f} %"  # noqa: E731
         lines.append(f"| {group} | {show(paired_min)} | {show(fresh_min)} |")
+    lines += ["", margins(saved)]
+    return "\n".join(lines)
+
+
+def margins(saved: dict) -> str:
+    """Per paired-floor metric: the largest harmless change measured, as a share of its floor (block or aggregate)."""
+    from geomcheck import properties
+
+    floors = {spec.name: spec.paired_floor for prop in properties.REGISTRY.values() for spec in prop.metric_specs
+              if spec.paired_floor is not None}
+    worst: dict[str, tuple[float, str]] = {}
+    for row in saved["rows"]:
+        if row.get("kind") != "harmless" or row.get("inputs") != "paired" or "checks" not in row:
+            continue
+        clean = saved["clean"][f"{row['seed']}/paired"]
+        for key, check in row["checks"].items():
+            for name, metric in check.get("metrics", {}).items():
+                if name not in floors or name not in clean.get(key, {}).get("metrics", {}):
+                    continue
+                before = clean[key]["metrics"][name]
+                pairs = [("aggregate", metric["aggregate"], before["aggregate"])]
+                pairs += [(f"block {b}", v, before["per_layer"].get(b)) for b, v in metric["per_layer"].items()]
+                for where, now, then in pairs:
+                    if now is None or then is None or not (np.isfinite(now) and np.isfinite(then)):
+                        continue
+                    share = abs(now - then) / (floors[name][0] + floors[name][1] * abs(then))
+                    if share > worst.get(name, (-1.0, ""))[0]:
+                        worst[name] = (share, f"{row['condition']}, seed {row['seed']}, {where}")
+    lines = ["| metric | paired floor (abs, rel) | largest harmless change, share of the floor | where |", "|---|---|---|---|"]
+    for name, (share, where) in sorted(worst.items()):
+        lines.append(f"| {name} | {floors[name]} | {share:.2f} | {where} |")
     return "\n".join(lines)
 
 

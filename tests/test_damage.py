@@ -167,3 +167,31 @@ def test_a_q8_0_round_trip_on_the_baseline_s_own_inputs_is_quiet(recorded, smoll
     spec, path = recorded
     harmless = calibration.Condition("Q8_0", "harmless", calibration.q8_0_round_trip)
     assert calibration.trial(spec, smollm2, path, harmless, seed=0, label="seed 0").alarms == ()
+
+
+@real_model
+def test_smollm2_spec_applies_to_smollm2_saved_under_any_name(smollm2):
+    """smollm2.yaml is matched on what the model is (its config), not on the folder it was saved to."""
+    spec = load_spec(SMOLLM2_SPEC)
+    assert spec.matches("checkpoints/candidate", smollm2.table.family, smollm2.model.config)
+    assert spec.matches("/tmp/gate/models/resaved", smollm2.table.family, smollm2.model.config)
+
+
+@real_model
+def test_compare_names_the_swapped_blocks_first(smollm2):
+    """geomcheck compare on two swapped middle blocks: the paired profile names block 14 or 15 first, and
+    --fail-on-drift turns it into exit 1 though no check flips."""
+    from geomcheck.compare_run import compare
+    from geomcheck.gate.compare import summary_table
+    from geomcheck.runner import GeomSession
+
+    spec = damage.reduce_inputs(load_spec(SPEC), SEQUENCES, TOKENS)
+    middle = smollm2.n_blocks // 2
+    session = GeomSession()
+    session.add_model("clean", smollm2)
+    session.add_model("swapped", damage.swap_blocks(smollm2, middle - 1, middle))
+    norm_checks = spec.model_copy(update={"checks": tuple(c for c in spec.checks if c.property == "layer_norm_growth")})
+    comparison = compare(session, [norm_checks], "clean", "swapped", fail_on_drift=True)
+    moved = [row.moved_blocks[0] for row in comparison.rows if row.moved_blocks]
+    assert moved and moved[0].where in (f"median_norm block {middle - 1}", f"median_norm block {middle}")
+    assert comparison.exit_code == 1 and "blocks that moved past their floors" in summary_table(comparison)

@@ -87,3 +87,19 @@ def test_deep_nesting_is_refused_at_the_depth_limit_not_by_recursion():
 def test_ordinary_specs_are_far_below_the_node_limit():
     text = "checks:\n" + "".join(f"  - {{id: c{i}, property: first_position_norm, expect: {{min: 1}}}}\n" for i in range(300))
     assert len(parse_spec(text).checks) == 300
+
+
+@pytest.mark.parametrize(("written", "yaml11"), [("010", "8"), ("1:30", "90"), ("0b11", "3"), ("1_000", "1000")])
+def test_numbers_only_yaml_1_1_reads_as_numbers_are_refused_at_their_line(written, yaml11):
+    """``tokens: 010`` is 8 to PyYAML (YAML 1.1) and 10 to a reviewer: a spec must not depend on which."""
+    text = f"inputs:\n  sequences: 4\n  tokens: {written}\nchecks:\n  - property: first_position_norm\n    expect: {{min: 0}}\n"
+    with pytest.raises(SpecError) as error:
+        parse_spec(text, "t.yaml")
+    message = str(error.value)
+    assert message.startswith("t.yaml:3:11: inputs.tokens:") and f"is {yaml11} to YAML 1.1" in message
+
+
+def test_a_base_60_form_that_stays_text_is_refused_as_not_an_integer():
+    text = "inputs:\n  sequences: 4\n  tokens: 0:16\nchecks:\n  - property: first_position_norm\n    expect: {min: 0}\n"
+    with pytest.raises(SpecError, match=r"t.yaml:3:\d+: inputs.tokens: must be an integer .* got '0:16'"):
+        parse_spec(text, "t.yaml")

@@ -117,6 +117,20 @@ def _unreadable(node: yaml.ScalarNode) -> str:
     return f"cannot read {node.value[:40]!r} as {kind} (tag {node.tag.replace(_TAG, '!!')})."
 
 
+# Number forms that only YAML 1.1 reads as numbers, and reads differently from what most people mean:
+# ``010`` is 8 (octal), ``0:16`` is 16 (base 60), ``0b11`` is 3, ``1_000`` is 1000. YAML 1.2 (and every
+# other tool a reviewer uses) reads them as 10, text, text, text; a spec must not depend on which.
+_YAML11_NUMBER = re.compile(r"^[-+]?(?:0[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|[0-9]+(?:_[0-9_]*)+(?:\.[0-9_]*)?)$")
+
+
+def _yaml11_only(node: yaml.ScalarNode) -> str | None:
+    if node.tag not in (_TAG + "int", _TAG + "float") or not _YAML11_NUMBER.match(node.value):
+        return None
+    value = yaml.constructor.SafeConstructor().construct_object(node)
+    return (f"{node.value!r} is {value!r} to YAML 1.1 (octal, base 60, binary or digit grouping) but not to YAML 1.2 "
+            f"or most readers; write the number plainly ({value!r}), or quote it if it is text.")
+
+
 def _tag_message(tag: str) -> str:
     return f"YAML tag {tag!r} is not allowed; a spec holds plain strings, numbers, booleans, lists and mappings."
 
@@ -148,6 +162,10 @@ class _Converter:
                 return node.value
             if node.tag not in _SCALAR_TAGS:
                 self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
+                return None
+            ambiguous = _yaml11_only(node)
+            if ambiguous:
+                self.problems.append(self._problem(node, key_path, ambiguous))
                 return None
             patterns = _SCALAR_PATTERNS.get(node.tag, ())
             if patterns and not any(p.match(node.value) for p in patterns):
