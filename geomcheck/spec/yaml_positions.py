@@ -41,6 +41,12 @@ class _SpecLoader(yaml.SafeLoader):
         self.written_nodes = 0
         self.depth = 0
 
+    def compose_scalar_node(self, anchor: str | None) -> yaml.ScalarNode:
+        explicit = self.peek_event().tag not in (None, "!")
+        node = super().compose_scalar_node(anchor)
+        node.explicit_tag = explicit  # the writer named the type (``!!int 1_000``): no YAML 1.1 guesswork to refuse
+        return node
+
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
         self.written_nodes += 1
         if self.written_nodes > MAX_WRITTEN_NODES:
@@ -124,9 +130,12 @@ _YAML11_NUMBER = re.compile(r"^[-+]?(?:0[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[
 
 
 def _yaml11_only(node: yaml.ScalarNode) -> str | None:
-    if node.tag not in (_TAG + "int", _TAG + "float") or not _YAML11_NUMBER.match(node.value):
+    if getattr(node, "explicit_tag", False) or node.tag not in (_TAG + "int", _TAG + "float") or not _YAML11_NUMBER.match(node.value):
         return None
-    value = yaml.constructor.SafeConstructor().construct_object(node)
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node)
+    except (ValueError, OverflowError):
+        return None  # unreadable text: reported as such by the caller
     return (f"{node.value!r} is {value!r} to YAML 1.1 (octal, base 60, binary or digit grouping) but not to YAML 1.2 "
             f"or most readers; write the number plainly ({value!r}), or quote it if it is text.")
 
@@ -163,13 +172,13 @@ class _Converter:
             if node.tag not in _SCALAR_TAGS:
                 self.problems.append(self._problem(node, key_path, _tag_message(node.tag)))
                 return None
-            ambiguous = _yaml11_only(node)
-            if ambiguous:
-                self.problems.append(self._problem(node, key_path, ambiguous))
-                return None
             patterns = _SCALAR_PATTERNS.get(node.tag, ())
             if patterns and not any(p.match(node.value) for p in patterns):
                 self.problems.append(self._problem(node, key_path, _unreadable(node)))
+                return None
+            ambiguous = _yaml11_only(node)
+            if ambiguous:
+                self.problems.append(self._problem(node, key_path, ambiguous))
                 return None
             try:
                 return self.constructor.construct_object(node)
