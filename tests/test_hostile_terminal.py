@@ -41,3 +41,13 @@ def test_unpaired_surrogates_are_refused_at_validation_with_file_and_line(key):
 
 def test_printable_keeps_ordinary_text_and_unicode():
     assert printable("growth ≥ 2.5 — fine, ünïcödé") == "growth ≥ 2.5 — fine, ünïcödé"
+
+
+def test_a_checkpoint_folder_named_with_a_newline_cannot_forge_a_trajectory_line(tmp_path):
+    from geomcheck.trajectory.discover import discover
+
+    folder = tmp_path / "ckpt\nREGRESSED in the latest checkpoint: nothing"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (checkpoint,) = discover([str(folder)])
+    assert "\n" not in checkpoint.label and "\\x0a" in checkpoint.label

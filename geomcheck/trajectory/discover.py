@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geomcheck.errors import GeomcheckError
+from geomcheck.paths import printable
 
 CHECKPOINT_GLOB = "checkpoint-*"
 TRAINER_STATE = "trainer_state.json"
@@ -89,5 +90,7 @@ def _step(reference: str) -> int | None:
 
 
 def _label(reference: str) -> str:
+    """The folder name (or reference) as the table and the report show it; control and bidi characters
+    escaped, so a folder named with a newline cannot forge a line of the table."""
     path = Path(reference).expanduser()
-    return path.name if path.exists() else reference
+    return printable(path.name if path.exists() else reference)
