@@ -144,3 +144,17 @@ def test_weights_that_fail_only_when_loaded_are_one_setup_error_and_skips(two_sp
     out = result.stdout.str()
     assert out.count("could run code") == 1 and "weights_only" not in out
     result.stdout.fnmatch_lines(["*could not be loaded; see the error at specs/one.yaml::a[[]pickle[]]*"])
+
+
+def test_a_user_table_naming_the_token_embedding_as_positions_is_refused(tiny_dirs):
+    """pos_embed is not on the residual path the check rebuilds; the probe must see it look up positions."""
+    import dataclasses
+
+    from geomcheck.models.adapters.probe import probe
+    from geomcheck.models.loader import load
+
+    lm = load(str(tiny_dirs["gpt2"]))
+    assert probe(lm.model, lm.table).ok
+    relabelled = dataclasses.replace(lm.table, pos_embed=lm.table.embed)
+    result = probe(lm.model, relabelled)
+    assert not result.ok and "not positions" in result.failure and "'wte'" in result.failure

@@ -58,9 +58,20 @@ def probe(model: nn.Module, table: ArchitectureTable) -> ProbeResult:
         hooks.on_output(taps.block, wired.block_end)
         hooks.on_output(taps.block, wired.resid_post)
     ids = probe_ids(model).to(model.get_input_embeddings().weight.device)
+    positions: list[torch.Tensor] = []
+    if table.pos_embed is not None:
+        try:
+            table_module = table.resolve(base, table.pos_embed)
+        except (AttributeError, TypeError) as exc:
+            return ProbeResult(False, float("inf"), f"pos_embed {table.pos_embed!r} is not in the module tree ({exc})")
+        hooks.on_call_with_input(table_module, positions.append)
     try:
         with hooks.installed(), torch.inference_mode():
             out = base(input_ids=ids, output_hidden_states=True, use_cache=False)
+            if table.pos_embed is not None:
+                wrong = _not_positions(positions, ids.shape[1], table.pos_embed_offset)
+                if wrong:
+                    return ProbeResult(False, float("inf"), f"pos_embed {table.pos_embed!r} {wrong}")
             for i in range(len(layout)):
                 missing = check.missing(i)
                 if missing:
@@ -75,3 +86,21 @@ def probe(model: nn.Module, table: ArchitectureTable) -> ProbeResult:
         return ProbeResult(False, float("inf"), f"the probe forward pass failed ({type(exc).__name__}: {str(exc)[:120]})")
     worst = float(np.nanmax(check.worst)) if len(check.worst) else 0.0
     return ProbeResult(True, worst)
+
+
+def _not_positions(inputs: list[torch.Tensor], length: int, offset: int) -> str:
+    """Why the position table's inputs were not the positions 0..length-1 (+ offset); empty when they were.
+
+    The residual check cannot see a wrong ``pos_embed``: it is not on the residual path the check
+    rebuilds. A table naming the token embedding there would make the helix check measure token
+    embeddings, so the module must be seen looking up positions in the probe pass.
+    """
+    if not inputs:
+        return "never ran in the probe pass"
+    expected = torch.arange(offset, offset + length)
+    for seen in inputs:
+        if seen.dtype.is_floating_point or seen.shape[-1] != length:
+            return f"was called with {tuple(seen.shape)} {seen.dtype} input, not {length} position ids"
+        if not bool((seen.reshape(-1, length).cpu() == expected).all()):
+            return "was called with ids that are not positions 0..n-1 (token ids? then it is the token embedding)"
+    return ""

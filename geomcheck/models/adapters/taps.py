@@ -119,6 +119,15 @@ class Hooks:
 
             self._handles.append(module.register_forward_hook(hook))
 
+    def on_call_with_input(self, module: nn.Module, take: Callable[[torch.Tensor], None]) -> None:
+        """``take(first input)`` each time ``module`` is about to run, unshaped (ids, not hidden states)."""
+        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            first = args[0] if args else next(iter(kwargs.values()), None)
+            if isinstance(first, torch.Tensor):
+                take(first.detach())
+
+        self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
     def on_call(self, module: nn.Module, note: Callable[[], None]) -> None:
         """``note()`` each time ``module`` is about to run, without reading its inputs (table inference's call order)."""
         self._handles.append(module.register_forward_pre_hook(lambda _module, _args: note()))
