@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -158,3 +159,41 @@ def test_a_user_table_naming_the_token_embedding_as_positions_is_refused(tiny_di
     relabelled = dataclasses.replace(lm.table, pos_embed=lm.table.embed)
     result = probe(lm.model, relabelled)
     assert not result.ok and "not positions" in result.failure and "'wte'" in result.failure
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("num_hidden_layers", 100_000, "num_hidden_layers is 100000; it must be a whole number in [1, 1,024]"),
+    ("num_hidden_layers", 1e9, "num_hidden_layers is 1000000000.0"),
+    ("hidden_size", 1e6, "hidden_size is 1000000.0"),
+    ("hidden_size", None, "hidden_size is null"),
+    ("vocab_size", 4_000_000, "GiB of weights, more than the"),
+])
+@pytest.mark.parametrize("random_twin", [False, True])
+def test_config_sizes_are_bounded_before_anything_is_built(tiny_dirs, tmp_path, field, value, message, random_twin):
+    """A committed config.json with 100,000 layers used to hang the run; 1e6 width ended in MemoryError after 75 s."""
+    from geomcheck.errors import ModelLoadError
+    from geomcheck.models.loader import load, preflight
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dirs["llama"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    if field == "vocab_size":
+        config.update(hidden_size=65_536, num_attention_heads=64)
+    (folder / "config.json").write_text(json.dumps(config))
+    ref = ("random:" if random_twin else "") + str(folder)
+    for step in (preflight, load):
+        with pytest.raises(ModelLoadError, match=re.escape(message) if "GiB" not in message else message) as error:
+            step(ref)
+        assert str(folder / "config.json") in str(error.value)
+
+
+def test_a_config_json_nested_without_end_is_refused_unread(tiny_dirs, tmp_path):
+    from geomcheck.errors import ModelLoadError
+    from geomcheck.models.loader import load
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dirs["llama"], folder)
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelLoadError, match="nested too deeply"):
+        load(str(folder))

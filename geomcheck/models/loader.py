@@ -156,9 +156,11 @@ def load(ref: ModelRef | str, options: LoadOptions | None = None) -> LoadedModel
         raise ModelLoadError(ref.text, f"unknown dtype {options.dtype!r}", f"use one of: {', '.join(DTYPES)}")
     started = time.perf_counter()
     directory, source = _local_directory(ref, options)
+    _check_config_file(ref, directory)
     kwargs = _loading_kwargs(ref, directory, options)
     tokenizer = _load_tokenizer(ref, directory, options)
     config = _load_config(ref, directory, options)
+    _check_size(ref, directory, config, options)
     if not ref.random_init:
         _check_weight_files(ref, directory)
     check_model_type(config.model_type, config)  # refuse encoders and the like before any weights load
@@ -360,13 +362,44 @@ def preflight(ref: ModelRef | str, options: LoadOptions | None = None) -> ModelR
         check_gguf_architecture(path)
         return ref
     directory, _ = _local_directory(ref, options)
+    _check_config_file(ref, directory)
     _loading_kwargs(ref, directory, options)
     _load_tokenizer(ref, directory, options)
     config = _load_config(ref, directory, options)
+    _check_size(ref, directory, config, options)
     check_model_type(config.model_type, config)
     if not ref.random_init:
         _check_weight_files(ref, directory)
     return ref
+
+
+def _check_config_file(ref: ModelRef, directory: str) -> None:
+    """config.json read by geomcheck first, capped, and its sizes checked, before transformers builds anything from it."""
+    from geomcheck.models.config_size import config_problem, read_config
+
+    path = Path(directory) / "config.json"
+    data, unreadable = read_config(path)
+    problem = unreadable or (config_problem(data) if data is not None else None)
+    if problem:
+        raise ModelLoadError(ref.text, f"{path} {problem}" if unreadable else f"{path}: {problem}",
+                             "correct config.json; save_pretrained writes a small JSON object with whole-number sizes")
+
+
+def _check_size(ref: ModelRef, directory: str, config: object, options: LoadOptions) -> None:
+    """Refuse sizes no model has, and weights that cannot fit where they would be built, before building anything."""
+    from geomcheck.models.config_size import config_problem, estimate, memory_of
+
+    config_path = Path(directory) / "config.json"
+    problem = config_problem(config)
+    if problem:
+        raise ModelLoadError(ref.text, f"{config_path}: {problem}", "correct config.json; save_pretrained writes whole numbers")
+    size = estimate(config, DTYPES.get(options.dtype, torch.float32))
+    device = "cpu" if options.device == AUTO_DEVICE else options.device
+    memory = memory_of(device)
+    if size is not None and memory is not None and size.bytes > memory:
+        raise ModelLoadError(ref.text, f"{config_path} describes {size.describe()}, more than the {memory / 2**30:.3g} GiB of {device} memory",
+                             "check num_hidden_layers, hidden_size and vocab_size in config.json, or use --dtype bfloat16 or "
+                             "--device auto to spread a real model over the devices")
 
 
 def _load_config(ref: ModelRef, directory: str, options: LoadOptions) -> object:
