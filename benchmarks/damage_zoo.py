@@ -76,9 +76,16 @@ def main() -> None:
     parser.add_argument("--inputs", nargs="+", choices=("paired", "fresh"), default=["paired", "fresh"])
     parser.add_argument("--restart", action="store_true")
     parser.add_argument("--table", action="store_true", help="print the markdown tables of docs/gating.md from --results and stop")
+    parser.add_argument("--compact", type=Path, default=None,
+                        help="with --table: also write --results without the per-block values (losses, alarms, the floor margins) here")
     args = parser.parse_args()
     if args.table:
-        print(tables(json.loads(args.results.read_text())))
+        saved = json.loads(args.results.read_text())
+        print(tables(saved))
+        if args.compact:
+            kept = [{key: value for key, value in row.items() if key != "checks"} for row in saved["rows"]]
+            args.compact.write_text(json.dumps({**{k: v for k, v in saved.items() if k not in ("rows", "clean")},
+                                                "rows": kept, "margins": margins(saved)}, indent=1))
         return
 
     specs = [load_spec(ROOT / "specs" / name) for name in SPECS]
@@ -135,7 +142,7 @@ def tables(saved: dict) -> str:
         if row["condition"] not in order:
             order.append(row["condition"])
     lines = ["| zoo member | class | next-token loss change (paired, mean ± SE over seeds' SEs) | paired: runs alarming | "
-             "fresh inputs: runs alarming | checks alarming, paired (runs) |", "|---|---|---|---|---|---|"]
+             "fresh inputs: runs alarming | checks alarming, paired (of 13) |", "|---|---|---|---|---|---|"]
     caught: dict[str, list[tuple[float, bool, bool]]] = defaultdict(list)
     for name in order:
         runs = by_member[name]
@@ -150,9 +157,8 @@ def tables(saved: dict) -> str:
                 counts[check] += 1
         kind = (paired or fresh)[0]["kind"]
         group = groups.get(name, "") or kind
-        detail = ", ".join(f"{c} ({n})" for c, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:4])
-        if len(counts) > 4:
-            detail += f" and {len(counts) - 4} more"
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        detail = f"{len(counts)}: " + ", ".join(c.split("::")[-1] for c, _ in ranked[:3]) + (", ..." if len(counts) > 3 else "") if counts else ""
         rate = lambda rows: f"{sum(bool(r['alarms']) for r in rows)} / {len(rows)}" if rows else "–"  # noqa: E731
         lines.append(f"| {name} | {group} | {100 * loss:+.2f} % ± {100 * se:.2f} | {rate(paired)} | {rate(fresh)} | {detail or '—'} |")
         if kind == "damage":
@@ -173,7 +179,7 @@ def tables(saved: dict) -> str:
         fresh_min = min((loss for loss, _, f in items if f), default=None)
         show = lambda value: "none caught" if value is None else f"{100 * value:+.2f} %"  # noqa: E731
         lines.append(f"| {group} | {show(paired_min)} | {show(fresh_min)} |")
-    lines += ["", margins(saved)]
+    lines += ["", saved["margins"] if "margins" in saved else margins(saved)]
     return "\n".join(lines)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -395,16 +394,14 @@ checks:
     assert not marker.exists()
 
 
-def test_billion_laughs_is_refused_quickly(project) -> None:
+def test_billion_laughs_is_refused_unexpanded(project) -> None:
     lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for level in range(1, 10):
         refs = ", ".join([f"*a{level - 1}"] * 10)
         lines.append(f"a{level}: &a{level} [{refs}]")
     lines.append("checks: *a9")
     path = project("\n".join(lines) + "\n")
-    started = time.perf_counter()
-    problem = only(path)
-    assert time.perf_counter() - started < 1.0
+    problem = only(path)  # how fast is a benchmark's business (benchmarks/spec_fuzz_campaign.py), not a unit test's
     assert "expands to more than 100,000 values" in problem.message
     assert problem.line >= 1
 

@@ -63,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
     spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
     config.stash[SPEC_PATHS_KEY] = [_resolved(p, "--geom-spec") for p in spec_paths]
     config.addinivalue_line("markers", "geomcheck: a geometry check generated from a spec file")
+    # Set on every check so pytest-xdist keeps a model's checks on one worker; registered, so runs without
+    # xdist do not warn about an unknown mark.
+    config.addinivalue_line("markers", "xdist_group(name): checks of one model run on one xdist worker")
     # Without explicit paths, run the spec checks rather than the project's own tests; with explicit
     # paths, add spec paths only when --geom-spec names them.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
