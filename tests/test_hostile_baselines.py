@@ -100,6 +100,7 @@ def test_the_summary_says_how_many_values_were_tested(recorded, tiny_dirs):
     assert all(o.status == "passed" for o in outcomes.values())
     (line,) = [line for line in summary if line.startswith("baseline compared")]
     blocks = 3  # the tiny LLaMA: one aggregate plus one value per block
-    # Both checks measure the same per-block ratio, and each holds every block of it to its profile floor.
-    assert line.endswith(f"({1 + blocks} gated values tested, {2 * blocks} block values held to their floors (paired profile))"), line
+    # Both checks measure the same per-block ratios (ratio, max_abs_ratio: the property's profile metrics),
+    # and each holds every block of them to its floor.
+    assert line.endswith(f"({1 + blocks} gated values tested, {2 * 2 * blocks} block values held to their floors (paired profile))"), line
     assert str(path) in line
