@@ -195,3 +195,47 @@ def test_compare_names_the_swapped_blocks_first(smollm2):
     moved = [row.moved_blocks[0] for row in comparison.rows if row.moved_blocks]
     assert moved and moved[0].where in (f"median_norm block {middle - 1}", f"median_norm block {middle}")
     assert comparison.exit_code == 1 and "blocks that moved past their floors" in summary_table(comparison)
+
+
+# ---------------------------------------------------------------- the conversion bugs of the zoo, on a tiny model
+
+
+def test_conversion_bugs_change_only_what_they_name(tiny):
+    clean = _parameters(tiny)
+    swapped = _parameters(damage.swap_query_key(tiny, 0, 2))
+    assert torch.equal(swapped["model.layers.0.self_attn.q_proj.weight"], clean["model.layers.2.self_attn.q_proj.weight"])
+    assert torch.equal(swapped["model.layers.0.self_attn.v_proj.weight"], clean["model.layers.0.self_attn.v_proj.weight"])
+    transposed = _parameters(damage.transpose_output(tiny, (1,)))
+    assert torch.equal(transposed["model.layers.1.self_attn.o_proj.weight"], clean["model.layers.1.self_attn.o_proj.weight"].T)
+    reset = damage.reset_norms(tiny, 1).table.block_modules(damage.reset_norms(tiny, 1).base)[1]
+    assert torch.all(reset.input_layernorm.weight == 1)
+    eps = damage.norm_epsilon(tiny, 0.5)
+    assert eps.base.layers[0].input_layernorm.variance_epsilon == 0.5 and tiny.base.layers[0].input_layernorm.variance_epsilon != 0.5
+    base = damage.rotary_base(tiny, 2.0)
+    ratio = float(base.base.rotary_emb.inv_freq[1] / tiny.base.rotary_emb.inv_freq[1])
+    assert ratio < 1  # a larger base, lower frequencies
+    corrupted = _parameters(damage.corrupt_block(tiny, 2, 0.5, seed=0))
+    changed = {name for name, p in corrupted.items() if not torch.equal(p, clean[name])}
+    assert changed and all(name.startswith("model.layers.2.") for name in changed)
+    assert all(torch.equal(p, clean[name]) for name, p in tiny.model.named_parameters())  # the original untouched
+
+
+def test_q8_0_round_trip_is_close_but_not_exact(tiny):
+    restored = _parameters(calibration.q8_0_round_trip(tiny))
+    weight = "model.layers.0.mlp.up_proj.weight"
+    clean = dict(tiny.model.named_parameters())[weight].detach()
+    error = float((restored[weight] - clean).abs().max() / clean.abs().max())
+    assert 0 < error < 0.01
+
+
+def test_next_token_loss_change_is_paired_and_zero_for_the_same_model(tiny):
+    import numpy as np
+
+    from geomcheck.gate.loss import loss_change, sequence_losses
+
+    ids = np.random.default_rng(0).integers(3, 100, size=(4, 16))
+    clean = sequence_losses(tiny, ids)
+    same = loss_change(clean, sequence_losses(tiny, ids))
+    assert same.relative == 0 and same.relative_se == 0
+    noisy = loss_change(clean, sequence_losses(damage.add_noise(tiny, 1.0, seed=0), ids))
+    assert noisy.relative != 0 and noisy.relative_se > 0 and "next-token loss" in noisy.describe()

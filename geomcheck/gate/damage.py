@@ -42,12 +42,16 @@ def _check_block(loaded: LoadedModel, block: int, parameter: str, function: str)
         raise ValueError(f"The {parameter!r} parameter of {function} must be a block index in [0, {loaded.n_blocks - 1}]. Got {block!r} instead.")
 
 
+def _check_pair(loaded: LoadedModel, first: int, second: int, function: str) -> None:
+    _check_block(loaded, first, "first", function)
+    _check_block(loaded, second, "second", function)
+    if first == second:
+        raise ValueError(f"The 'second' parameter of {function} must differ from 'first'. Got {second!r} for both instead.")
+
+
 def swap_blocks(loaded: LoadedModel, first: int, second: int) -> LoadedModel:
     """Blocks ``first`` and ``second`` exchange places in the stack (weights intact, order wrong)."""
-    _check_block(loaded, first, "first", "swap_blocks")
-    _check_block(loaded, second, "second", "swap_blocks")
-    if first == second:
-        raise ValueError(f"The 'second' parameter of swap_blocks must differ from 'first'. Got {second!r} for both instead.")
+    _check_pair(loaded, first, second, "swap_blocks")
     damaged = copy_model(loaded, f"blocks {first} and {second} swapped")
     blocks = damaged.table.resolve(damaged.base, damaged.table.blocks)  # the ModuleList itself, not a copy
     blocks[first], blocks[second] = blocks[second], blocks[first]
@@ -169,10 +173,7 @@ QUERY, KEY, OUTPUT = ("q_proj", "query"), ("k_proj", "key"), ("o_proj", "out_pro
 
 def swap_query_key(loaded: LoadedModel, first: int, second: int) -> LoadedModel:
     """The query and key projections of blocks ``first`` and ``second`` exchanged (a shard map off by some blocks)."""
-    _check_block(loaded, first, "first", "swap_query_key")
-    _check_block(loaded, second, "second", "swap_query_key")
-    if first == second:
-        raise ValueError(f"The 'second' parameter of swap_query_key must differ from 'first'. Got {second!r} for both instead.")
+    _check_pair(loaded, first, second, "swap_query_key")
     damaged = copy_model(loaded, f"query and key projections of blocks {first} and {second} swapped")
     a, b = _attention(damaged, first), _attention(damaged, second)
     with torch.no_grad():
