@@ -107,7 +107,7 @@ def test_stale_temporaries_of_a_killed_writer_are_removed_on_the_next_write(tmp_
     (path.parent / ".other.json.abc123.tmp").write_text("someone else's")
     baseline.merge_and_write(path, "m", "spec", {"a": {"x": 1}})
     names = sorted(p.name for p in path.parent.iterdir())
-    assert names == [".other.json.abc123.tmp", ".spec.json.lock", "spec.json"]
+    assert names == [".other.json.abc123.tmp", "spec.json"]  # and no lock file in the user's tree (store.lock_file)
 
 
 def test_concurrent_updates_keep_every_entry(tmp_path):
@@ -224,3 +224,16 @@ def test_a_missing_baseline_names_the_update_command_of_the_front_end_in_use(tin
     session = GeomSession(baselines=options)
     outcome = session.run_check(spec, spec.checks[0], str(tiny_dirs["llama"])).outcome
     assert outcome.status == "failed" and outcome.details[0].startswith(f"record one with: {expected}")
+
+
+def test_the_lock_lives_outside_the_tree_and_a_committed_link_is_not_followed(tmp_path):
+    from geomcheck.gate.store import lock_file
+
+    path = tmp_path / "m" / "spec.json"
+    target = tmp_path / "victim.txt"
+    path.parent.mkdir()
+    (path.parent / ".spec.json.lock").symlink_to(target)  # the old lock name, planted as a link
+    baseline.merge_and_write(path, "m", "spec", {"a": {"x": 1}})
+    assert not target.exists()
+    lock = lock_file(path)
+    assert lock.is_file() and tmp_path not in lock.parents and lock == lock_file(path.parent / "." / "spec.json")

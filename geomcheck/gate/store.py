@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import os
+import stat
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -47,17 +51,35 @@ def read(path: Path) -> dict[str, object]:
     return data
 
 
+def lock_file(path: Path) -> Path:
+    """Where the lock for ``path`` lives: a private folder of this user's under the temporary directory.
+
+    Not beside the baseline: an empty ``.spec.json.lock`` left in the user's tree ended up committed with
+    ``git add baselines/``, and a lock file a pull request commits as a symlink would be followed. The
+    name is a hash of the baseline's real path, so every process updating one baseline meets one lock.
+    """
+    folder = Path(tempfile.gettempdir()) / f"geomcheck-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{folder} is not a folder owned by this user; remove it so geomcheck can keep its locks there")
+    key = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return folder / f"{key}.lock"
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock for ``path`` (a sibling ``.lock`` file) for a read-merge-write."""
+    """Hold an exclusive lock for ``path`` for a read-merge-write (``lock_file``; never a link)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(f".{path.name}.lock")
-    with open(lock, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    descriptor = os.open(lock_file(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def merge_and_write(path: Path, model: str, spec_name: str, entries: Mapping[str, dict[str, object]]) -> None:
