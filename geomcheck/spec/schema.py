@@ -224,25 +224,20 @@ class AppliesTo(_Model):
     )
 
     def matches(self, model_ref_text: str, family: str | None, config: object | None = None) -> bool:
-        if self.families is not None and family not in self.families:
-            return False
-        if self.config is not None and not all(_config_value(config, key) == value for key, value in self.config.items()):
-            return False
-        if self.models is not None:
-            ref = model_ref_text.strip().lower()
-            names = {ref, ref.rstrip("/").rsplit("/", 1)[-1]}
-            return any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names for pattern in self.models)
-        return True
+        return not self.mismatch(model_ref_text, family, config)
 
     def mismatch(self, model_ref_text: str, family: str | None, config: object | None = None) -> str:
-        """Which constraint a model fails, in words (for the skip reason and the 'applies to nothing' warning)."""
+        """Which constraint a model fails, in words (the skip reason and the 'applies to nothing' warning); empty if none."""
         if self.families is not None and family not in self.families:
             return f"family {family} is not one of {', '.join(self.families)}"
         for key, value in (self.config or {}).items():
             if _config_value(config, key) != value:
                 return f"config {key} is {_config_value(config, key)!r}, the spec wants {value!r}"
-        if self.models is not None and not self.matches(model_ref_text, family, config):
-            return f"the reference {model_ref_text!r} matches none of {', '.join(self.models)}"
+        if self.models is not None:
+            ref = model_ref_text.strip().lower()
+            names = {ref, ref.rstrip("/").rsplit("/", 1)[-1]}
+            if not any(fnmatch.fnmatchcase(name, pattern.lower()) for name in names for pattern in self.models):
+                return f"the reference {model_ref_text!r} matches none of {', '.join(self.models)}"
         return ""
 
 
