@@ -85,12 +85,17 @@ def test_held_out_decisions_match_sklearn_s_cross_val_predict():
     assert held_out_decisions(x, y, np.arange(400) % 3, 4, 6) is None
 
 
-def test_a_probe_reusing_the_pca_s_scatter_gives_the_same_decisions():
+@pytest.mark.parametrize("exact_width", [1024, 8])  # the d x d pass reused, and (narrower than the data) the Krylov basis
+def test_a_probe_reusing_the_pca_s_work_gives_the_same_decisions(exact_width, monkeypatch):
+    from geomcheck.properties import spectral
     from geomcheck.properties.linear import held_out_decisions
 
+    monkeypatch.setattr(spectral, "EXACT_WIDTH", exact_width)
     rng = np.random.default_rng(6)
-    x = rng.normal(size=(300, 12)) * np.linspace(2.0, 0.2, 12) + 5.0  # far from the origin: centring matters
+    x = rng.normal(size=(300, 24)) * np.linspace(2.0, 0.2, 24) + 5.0  # far from the origin: centring matters
     y = (x[:, 0] + rng.normal(size=300) > 5.0).astype(int)
     groups = np.repeat(np.arange(6), 50)
-    shared = held_out_decisions(x, y, groups, 3, 4, scatter=TopPCA(4).fit(x).scatter_)
+    fitted = TopPCA(4).fit(x)
+    assert (fitted.krylov_basis_ is None) == (exact_width >= 24)
+    shared = held_out_decisions(x, y, groups, 3, 4, fitted=fitted)
     np.testing.assert_allclose(shared, held_out_decisions(x, y, groups, 3, 4), rtol=1e-9, atol=1e-9)

@@ -56,8 +56,9 @@ def test_returns_declared_metrics(name):
     assert result.property == name
     assert tuple(result.metrics) == prop.metrics
     assert result.params == prop.params().model_dump()
-    for array in result.details.values():
-        assert isinstance(array, np.ndarray) and array.size <= 10_000 * 3
+    # Details are what the report draws (summaries, a probe's scores), never the activations themselves.
+    assert all(isinstance(array, np.ndarray) for array in result.details.values())
+    assert sum(array.nbytes for array in result.details.values()) <= 1 << 20
 
 
 @pytest.mark.parametrize("name", NAMES)

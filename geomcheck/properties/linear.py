@@ -60,9 +60,11 @@ class TopPCA(TransformerMixin, BaseEstimator):
         k = min(self.n_components, n, d)
         self.mean_ = x.mean(axis=0)
         centred = x - self.mean_
-        self.scatter_ = None
+        self.scatter_ = self.krylov_basis_ = None
         if min(n, d) > spectral.EXACT_WIDTH:  # both second-moment matrices too wide to decompose: iterate on the data
             eigen = top_covariance_eigen(as_tensor(centred), k)
+            # Every Ritz vector found, not only the top k: a probe's training folds over the same rows start here.
+            self.krylov_basis_ = eigen.basis if eigen.basis is not None else eigen.vectors
             total = float(np.einsum("ij,ij->", centred, centred)) / max(n - 1, 1)
             self.components_ = orient(eigen.vectors).T.numpy()
             self.explained_variance_ = eigen.values.numpy()
@@ -134,14 +136,15 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None,
-                       scatter: np.ndarray | None = None) -> np.ndarray | None:
+                       fitted: TopPCA | None = None) -> np.ndarray | None:
     """Each point's decision value (``x w + b``) from the probe fitted on the GroupKFold folds that held it out.
 
     With ``components``, the probe sees the exact top-k PCA of its training fold; that fold's covariance
     is the full second moment minus the held-out rows' own, so the folds share one pass over the data.
-    ``scatter`` is that pass when the caller has it (``TopPCA(...).fit(x).scatter_``). Wider than
-    ``EXACT_WIDTH``, each fold iterates on its own rows instead (linear in d), warm-started from the
-    full data's directions. None when there are fewer groups than folds.
+    Wider than ``EXACT_WIDTH``, each fold iterates on its own rows instead (linear in d), warm-started
+    from the full data's directions. ``fitted``: the caller's ``TopPCA`` of the same rows, whose pass
+    over the data (``scatter_``) or directions (``krylov_basis_``) the folds then reuse instead of
+    computing them again. None when there are fewer groups than folds.
     """
     if len(np.unique(groups)) < folds:
         return None  # too few sequences among these points to hold any out
@@ -152,9 +155,12 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
         x = x - x.mean(axis=0)  # moments about the overall mean stay well conditioned
         if wide:
             rows = as_tensor(x)
-            full = top_covariance_eigen(rows, components)
-            warm = full.basis if full.basis is not None else full.vectors  # every Ritz vector found, not only the top k
+            warm = getattr(fitted, "krylov_basis_", None)
+            if warm is None:
+                full = top_covariance_eigen(rows, components)
+                warm = full.basis if full.basis is not None else full.vectors
         else:
+            scatter = getattr(fitted, "scatter_", None)
             total_square = x.T @ x if scatter is None else scatter
     decisions = np.empty(len(x))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
@@ -178,12 +184,16 @@ def held_out_decisions(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: 
 
 
 def held_out_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, components: int | None,
-                      scatter: np.ndarray | None = None) -> float:
+                      fitted: TopPCA | None = None) -> float:
     """Balanced accuracy of the held-out probe (``held_out_decisions``), averaged over the folds; NaN without enough groups."""
-    decisions = held_out_decisions(x, y, groups, folds, components, scatter)
+    return decisions_accuracy(held_out_decisions(x, y, groups, folds, components, fitted), y, groups, folds)
+
+
+def decisions_accuracy(decisions: np.ndarray | None, y: np.ndarray, groups: np.ndarray, folds: int) -> float:
+    """The balanced accuracy of held-out ``decisions`` (> 0: label 1) in each GroupKFold fold, averaged; NaN for None."""
     if decisions is None:
         return float("nan")
     y = np.asarray(y, dtype=np.float64)
     predicted = (decisions > 0).astype(np.float64)
-    scores = [balanced_accuracy(y[test], predicted[test]) for _, test in GroupKFold(n_splits=folds).split(x, y, groups)]
-    return float(np.mean(scores))
+    splits = GroupKFold(n_splits=folds).split(decisions, y, groups)
+    return float(np.mean([balanced_accuracy(y[test], predicted[test]) for _, test in splits]))

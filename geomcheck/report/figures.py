@@ -31,7 +31,6 @@ from geomcheck.spec.schema import Check, Expectation
 MAX_POINTS = 10_000
 MAX_UMAP_POINTS = 2_000
 _UMAP_MEMO: dict[tuple, np.ndarray] = {}  # the last embedding, by the points' content and seed
-_PROBE_MEMO: dict[tuple, tuple] = {}  # the last probe space (PCA scores, held-out decisions), by content
 MAX_TOKEN_CHARS = 40
 PASS_COLOUR, FAIL_COLOUR = "#2e7d32", "#c62828"
 ATTN_COLOUR, MLP_COLOUR = "#1f77b4", "#ff7f0e"
@@ -307,41 +306,17 @@ def params_of(m: Measurement):
 
 
 def _probe_space(data: FigureInput):
-    """The points the check's probe saw, in the space it saw them: the property's own pooling and its top-k PCA.
+    """The points the check's probe saw, in the space it saw them, with the held-out decision of each.
 
-    Returns (z, labels, blocks, sequences, decision) with ``decision`` the held-out decision value of the
-    same logistic probe (GroupKFold by sequence, PCA fitted inside each fold), or None.
+    The measurement keeps them (``probe_scores``, ``probe_decision``): the figure shows the probe that
+    was judged, not a second fit. Returns (z, labels, blocks, sequences, decision), or None when the
+    measurement did not run the pooled probe.
     """
-    from geomcheck.properties.attn_mlp_separation import pooled_points
-    from geomcheck.properties.base import deterministic_pca
-    from geomcheck.properties.linear import held_out_decisions
-
-    acts, m = data.activations, data.measurement
-    params = params_of(m)
-    try:
-        pooled = pooled_points(acts, params, tuple(m.layers), np.random.default_rng(acts.seed))
-    except (KeyError, AttributeError, TypeError):  # samples not kept at these sites
+    details = data.measurement.details
+    if "probe_decision" not in details:
         return None
-    if pooled is None:
-        return None
-    x, labels, sequences, blocks = pooled
-    k = min(params.pca_components, *x.shape)
-    folds = params.folds
-    if len(np.unique(sequences)) < folds or len(np.unique(labels)) < 2:
-        return None
-    digest = hashlib.blake2b(digest_size=16)
-    for part in (x, labels, sequences):
-        digest.update(np.ascontiguousarray(part).tobytes())
-    key = (digest.hexdigest(), x.shape, k, folds)
-    if key not in _PROBE_MEMO:
-        # Two reports drawing one shared measurement (decoder.yaml's separation, llama.yaml's Fisher
-        # ratio) show the same probe: fitted once per process.
-        pca = deterministic_pca(k).fit(x)
-        decision = held_out_decisions(x, labels, sequences, folds, k, getattr(pca, "scatter_", None))
-        _PROBE_MEMO.clear()
-        _PROBE_MEMO[key] = (pca.transform(x), decision)
-    z, decision = _PROBE_MEMO[key]
-    return None if decision is None else (z, labels, blocks, sequences, decision)
+    return (np.asarray(details["probe_scores"], dtype=np.float64), np.asarray(details["label"]), np.asarray(details["block"]),
+            np.asarray(details["sequence"]), np.asarray(details["probe_decision"], dtype=np.float64))
 
 
 def _site_scatter(fig: go.Figure, z: np.ndarray, labels: np.ndarray, hover: list[str], **position) -> None:
@@ -358,8 +333,6 @@ def separation_figures(data: FigureInput) -> list[Figure]:
     A 2-D PCA of the raw vectors is deliberately not shown: the probe sees k (default 8) components, and
     at random init two components can look more separated than eight are (the check then rightly fails).
     """
-    if data.activations is None:
-        return []
     space = _probe_space(data)
     if space is None:
         return []
@@ -400,11 +373,19 @@ def separation_figures(data: FigureInput) -> list[Figure]:
         figures.append(umap_figure)
     per_layer = data.measurement.metrics.get("fisher_ratio")
     if per_layer is not None and per_layer.per_layer:
-        fig = _figure("Fisher ratio by block", "block", f"Fisher ratio (top {k} PCs)", log_y=True, height=360)
+        fig = _figure("Fisher ratio of each block alone (not the judged value)", "block", f"Fisher ratio (each block's own top {k} PCs)",
+                      log_y=True, height=360)
         ordered = sorted(per_layer.per_layer.items())
-        fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([max(v, 1e-6) for _, v in ordered]), mode="lines+markers", name="Fisher ratio"))
-        figures.append(Figure("separation-fisher", "Fisher ratio by block", "How far apart the two clouds sit in each block alone.", fig,
-                              metric="fisher_ratio"))
+        fig.add_trace(go.Scatter(x=[b for b, _ in ordered], y=_f32([max(v, 1e-6) for _, v in ordered]), mode="lines+markers",
+                                 name="per block: shown, not judged"))
+        pooled = per_layer.aggregate
+        if pooled is not None and np.isfinite(pooled):
+            fig.add_hline(y=max(pooled, 1e-6), line={"color": "#424242", "dash": "dot", "width": 2},
+                          annotation_text=f"judged: pooled over the blocks, {pooled:.3g}", annotation_position="top left")
+        figures.append(Figure("separation-fisher", "Fisher ratio by block (a different quantity from the judged one)", (
+            "How far apart the two clouds sit in each block alone, in that block's own principal components. A different "
+            "quantity from the one a check judges: the judged Fisher ratio pools every block's points into one PCA (dotted "
+            "line), where clouds that are apart within each block can overlap across blocks."), fig, metric="fisher_ratio"))
     return figures
 
 
