@@ -37,7 +37,7 @@ from geomcheck.spec.schema import Check, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = (ROOT / "specs" / "decoder.yaml", ROOT / "specs" / "llama.yaml", ROOT / "specs" / "smollm2.yaml")
-TRAINED = ("smollm2-135m", "qwen2.5-coder-0.5b")
+TRAINED = ("smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m")
 DOCS = ROOT / "docs" / "properties.md"
 BEGIN, END = "<!-- spec-calibration:begin -->", "<!-- spec-calibration:end -->"
 
@@ -84,15 +84,15 @@ class CachedSession(GeomSession):
         super().__init__()
         self.cache = cache
 
-    def capture(self, ref: str, input_spec: InputSpec) -> CaptureRecord:
+    def capture(self, ref: str, input_spec: InputSpec, *serving) -> CaptureRecord:
         if self.cache is None:
-            return super().capture(ref, input_spec)
+            return super().capture(ref, input_spec, *serving)
         key = hashlib.sha256(repr((ref, input_spec)).encode()).hexdigest()[:20]
         path = self.cache / f"{key}.pkl"
         if (ref, input_spec) not in self._captures and path.is_file():
             with open(path, "rb") as handle:
                 self._captures[(ref, input_spec)] = pickle.load(handle)
-        record = super().capture(ref, input_spec)
+        record = super().capture(ref, input_spec, *serving)
         if not path.is_file():
             self.cache.mkdir(parents=True, exist_ok=True)
             with open(path.with_suffix(".tmp"), "wb") as handle:

@@ -136,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     trajectory.add_argument("--token-budget", type=_typed(option_values.positive_int), default=None,
                             help="largest sequences x tokens a spec may ask for")
     _add_model_options(trajectory)
+    suggest = commands.add_parser(
+        "suggest", help="write a spec whose bounds sit between a model and its random twin, fitted on one input draw "
+                        "and confirmed on a disjoint one")
+    suggest.add_argument("--model", required=True, metavar="REF", help=MODEL_HELP)
+    suggest.add_argument("--twin", default=None, metavar="REF", help="what the model should differ from (default random:MODEL)")
+    suggest.add_argument("--spec", action="append", default=None, dest="specs",
+                         help="template spec files or folders whose checks are fitted (default specs/decoder.yaml)")
+    suggest.add_argument("--out", required=True, type=_typed(option_values.output_file), help="the spec file to write")
+    suggest.add_argument("--margin", type=_typed(option_values.margin), default=3.0,
+                         help="standard errors of room between each bound and both models (default 3)")
+    options.add_to_argparse(suggest, (options.TOKEN_BUDGET, options.BATCH_SIZE), _typed)
+    _add_model_options(suggest)
     for sub in (parser, *commands.choices.values()):
         sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS if sub is not parser else False,
                          help="on an internal error, print the full traceback")
@@ -317,9 +329,28 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     return run_trajectory(options)
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from geomcheck.runner import DEFAULT_TOKEN_BUDGET
+    from geomcheck.suggest import SuggestOptions, run_suggest
+
+    options = SuggestOptions(
+        model=args.model,
+        twin=args.twin,
+        out=Path(args.out),
+        specs=tuple(args.specs or ["specs/decoder.yaml"]),
+        z=args.margin,
+        load=_load_options(args),
+        token_budget=args.token_budget or DEFAULT_TOKEN_BUDGET,
+        batch_size=args.batch_size or 8,
+    )
+    return run_suggest(options)
+
+
 COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run, "compare": cmd_compare,
-            "trajectory": cmd_trajectory}
-MEASURING = frozenset({"capture", "run", "compare", "trajectory"})  # commands that run forward passes
+            "trajectory": cmd_trajectory, "suggest": cmd_suggest}
+MEASURING = frozenset({"capture", "run", "compare", "trajectory", "suggest"})  # commands that run forward passes
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,6 +49,18 @@ def positive_int(text: str | int) -> int:
     return value
 
 
+def margin(text: str | float) -> float:
+    """A number of standard errors in (0, 100]: ASCII, finite; 0 would let a bound touch a measured value."""
+    stripped = str(text).strip()
+    try:
+        value = float(stripped) if stripped.isascii() else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 100:  # NaN fails too
+        raise OptionValueError(f"must be a number of standard errors in (0, 100]; got {str(text)[:40]!r}")
+    return value
+
+
 def dtype(text: str) -> str:
     if text not in DTYPE_NAMES:
         raise OptionValueError(f"must be one of {', '.join(DTYPE_NAMES)}; got {str(text)[:40]!r}")

@@ -82,6 +82,7 @@ class GeomSession:
     token_budget: int = DEFAULT_TOKEN_BUDGET
     baselines: BaselineOptions | None = None
     batch_size: int = 8  # sequences per forward pass while capturing; lower it when the device runs out of memory
+    input_draw: int = 0  # which disjoint draw of every input set to take (capture.inputs.InputSpec.draw)
     _models: dict[str, LoadedModel] = field(default_factory=dict)
     _measurements: dict[tuple, SharedMeasurement] = field(default_factory=dict)
     _fingerprints: dict[str, str] = field(default_factory=dict)
@@ -114,7 +115,9 @@ class GeomSession:
 
     def inputs_for(self, spec: Spec, check: Check) -> InputSpec:
         effective = check.effective_inputs(spec)
-        return replace(effective, seed=effective.seed + self.load_options.seed) if self.load_options.seed else effective
+        if self.load_options.seed:
+            effective = replace(effective, seed=effective.seed + self.load_options.seed)
+        return replace(effective, draw=self.input_draw) if self.input_draw else effective
 
     def plan(self, checks: Iterable[tuple[Spec, Check]]) -> None:
         """Say which checks will run, so each input set's capture keeps only what their properties read.

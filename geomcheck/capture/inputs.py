@@ -37,6 +37,9 @@ class InputSpec:
     tokens: int = 256
     seed: int = 0
     bos: bool | None = None
+    # Which of the seeded order's disjoint draws to take: draw k is its sequences k*n ... (k+1)*n - 1, so
+    # two draws of one spec never share a sequence (``geomcheck suggest`` fits on draw 0, confirms on 1).
+    draw: int = 0
     # The folder every file read for a text or local dataset source must lie in (links included): the
     # spec's project root. None: the source itself (a folder) or the folder holding it (a file).
     root: str | None = field(default=None, compare=False)
@@ -239,14 +242,17 @@ def _chunks(text: str, origin: str, spec: InputSpec, rng: np.random.Generator, t
         raise InputError(f"the {origin} is empty")
     tokens = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
     available = len(tokens) // spec.tokens
-    if available < spec.sequences:
+    wanted = (spec.draw + 1) * spec.sequences
+    if available < wanted:
+        draws = f" ({spec.draw + 1} disjoint draws of {spec.sequences})" if spec.draw else ""
         raise InputError(
             f"the {origin} has {len(tokens):,} tokens, enough for {available} sequences of {spec.tokens} tokens; "
-            f"{spec.sequences} were asked for"
+            f"{wanted} were asked for{draws}"
         )
-    chosen = np.sort(rng.permutation(available)[: spec.sequences])
+    chosen = np.sort(rng.permutation(available)[spec.draw * spec.sequences : wanted])
     ids = np.stack([tokens[i * spec.tokens : (i + 1) * spec.tokens] for i in chosen])
-    return ids, f"{origin}: {spec.sequences} chunks of {spec.tokens} tokens (of {available} available)"
+    which = f", draw {spec.draw + 1}" if spec.draw else ""
+    return ids, f"{origin}: {spec.sequences} chunks of {spec.tokens} tokens (of {available} available{which})"
 
 
 def _synthetic(spec: InputSpec, rng: np.random.Generator, tokenizer, vocab_size: int) -> tuple[np.ndarray, str]:
@@ -254,7 +260,13 @@ def _synthetic(spec: InputSpec, rng: np.random.Generator, tokenizer, vocab_size:
     candidates = np.array([i for i in range(vocab_size) if i not in special], dtype=np.int64)
     if spec.sequences > len(candidates):
         raise InputError(f"{spec.sequences} distinct tokens asked for; the vocabulary has {len(candidates)} ordinary tokens")
-    picked = rng.choice(candidates, size=spec.sequences, replace=False)
+    if spec.draw == 0:
+        picked = rng.choice(candidates, size=spec.sequences, replace=False)
+    else:
+        if (spec.draw + 1) * spec.sequences > len(candidates):
+            raise InputError(f"{spec.draw + 1} disjoint draws of {spec.sequences} distinct tokens asked for; "
+                             f"the vocabulary has {len(candidates)} ordinary tokens")
+        picked = rng.permutation(candidates)[spec.draw * spec.sequences : (spec.draw + 1) * spec.sequences]
     if spec.mode == "single_token":
         return picked[:, None], f"{spec.sequences} single-token sequences (seeded draw from the vocabulary)"
     return np.repeat(picked[:, None], spec.tokens, axis=1), f"{spec.sequences} sequences of one token repeated {spec.tokens} times"
