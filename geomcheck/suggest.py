@@ -94,7 +94,7 @@ def _one(options: SuggestOptions, spec: Spec, check: Check, fit_session: GeomSes
     if values["model fit"] is None:
         return Suggestion(spec, check, None, f"{model} gave no value for {check.metric}", values)
     twins = [values["twin fit"]] if values["twin fit"] is not None else []
-    fit = fit_bound(direction, [values["model fit"]], twins, options.z)
+    fit = fit_bound(direction, [values["model fit"]], twins, options.z, prior=getattr(check.expect, direction))
     if fit.bound is None:
         return Suggestion(spec, check, None, f"does not separate the model from its twin: {fit.why}", values)
     fitted = check.model_copy(update={"expect": check.expect.model_copy(update={direction: fit.bound})})

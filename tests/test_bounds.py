@@ -75,3 +75,9 @@ def test_no_bound_when_trained_and_twin_overlap_within_the_margin():
 def test_a_twin_with_nothing_to_measure_leaves_the_bound_at_the_trained_edge():
     fit = fit_bound("max", [Judged(0.38, 0.01, "aggregate")], [Judged(float("nan"), float("nan"), "aggregate")], z=3.0)
     assert fit.bound >= 0.41 and fit.admits(0.38) and not fit.admits(float("nan"))
+
+
+def test_with_no_finite_twin_the_template_bound_stands_while_the_trained_values_sit_inside_it():
+    nan = Judged(float("nan"), float("nan"), "aggregate")
+    assert fit_bound("max", [Judged(0.38, 0.01, "aggregate")], [nan], prior=0.5).bound == 0.5
+    assert fit_bound("max", [Judged(0.6, 0.01, "aggregate")], [nan], prior=0.5).bound >= 0.63  # outside it: moved out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from geomcheck.properties import first_position_norm as fpn
+from geomcheck.capture.sites import Point, Site
 from geomcheck.properties import positional_helix as helix
 from geomcheck.spec.expect import evaluate
 from geomcheck.spec.schema import parse_spec
@@ -70,3 +72,15 @@ def test_first_position_depth_metrics_are_block_over_depth() -> None:
     assert measured.metric("position0_share").aggregate == 1.0
     quiet = fpn.first_position_norm(first_position_outlier(4, 1.0, blocks=5), fpn.Params(), (0, 1, 2, 3, 4))
     assert np.isnan(quiet.metric("onset_depth").aggregate) and np.isnan(quiet.metric("last_depth").aggregate)
+
+
+def test_the_band_is_the_longest_run_above_the_threshold_not_an_isolated_spike() -> None:
+    # Block 0 spikes to 30 alone; blocks 3-5 hold the band (Gemma-3's shape, issue 26).
+    acts = first_position_outlier(4, 1.0, blocks=7)
+    for block, ratio in {0: 30.0, 3: 25.0, 4: 60.0, 5: 40.0}.items():
+        acts.sites[Site(block, Point.RESID_POST)].norms[:, 0] *= ratio
+    measured = fpn.first_position_norm(acts, fpn.Params(), tuple(range(7)))
+    assert (measured.metric("onset_layer").aggregate, measured.metric("last_layer").aggregate) == (3.0, 5.0)
+    assert measured.metric("peak_ratio").aggregate == pytest.approx(60.0, rel=0.05)
+    assert fpn.longest_run([0, 1, 4, 5], (0, 1, 2, 3, 4, 5)) == [0, 1]  # a tie goes to the earliest run
+    assert fpn.longest_run([], (0, 1)) == []

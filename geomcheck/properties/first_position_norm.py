@@ -6,8 +6,14 @@ at site ``blocks.<b>.<point>`` (default ``resid_post``), for each sequence s,
 ``ratio_s = ||x_{s,0}|| / median_{t>=1} ||x_{s,t}||``; the per-layer ``ratio`` is its mean over
 sequences and the aggregate is the median over ``layers``. Further metrics:
 
-- ``onset_layer``: first block in ``layers`` whose ratio exceeds ``threshold`` (default 20); NaN if none.
-- ``last_layer``: last block in ``layers`` whose ratio exceeds ``threshold``; NaN if none.
+- ``onset_layer`` / ``last_layer``: the first and last block of the *band*, the longest run of
+  consecutive blocks in ``layers`` whose ratio exceeds ``threshold`` (default 20; the earliest run on a
+  tie); NaN if no block does. A run, not the first and last block above the threshold: Gemma-3-270M's
+  ratio spikes to 29 at block 0 alone and stays at 5-17 after, so "first above 20" read block 0 as the
+  onset, a pass for the wrong reason (issue 26).
+- ``peak_ratio``: the largest per-block ratio over ``layers``: how massive the outlier gets at its height,
+  whatever the depth profile (Gemma-3's sandwich norms let every position grow ~40x, so its outlier
+  is 5-17x where the LLaMA-layout models reach 35-180x; the peak is what all of them share).
 - ``max_abs_ratio``: max |component| at position 0 / median over positions >= 1 of the per-position
   max |component| (per layer; aggregate = median over layers).
 - ``onset_depth`` / ``last_depth``: ``onset_layer`` / ``last_layer`` as a fraction of depth,
@@ -54,10 +60,12 @@ NAME = "first_position_norm"
 # A depth fraction's floor is about one block of a 24-30-block model (1/23 = 0.043, 1/29 = 0.034).
 RATIO = MetricSpec("ratio", "norm at position 0 / median norm of later positions (mean over sequences)", "ratio",
                    per_layer=True, min_change=(0.0, 0.25), positional=True, direction="up", paired_floor=(0.0, 0.015))
-ONSET_LAYER = MetricSpec("onset_layer", "first block whose ratio exceeds {threshold:g} (NaN if none)", "block",
+ONSET_LAYER = MetricSpec("onset_layer", "first block of the longest run of blocks whose ratio exceeds {threshold:g} (NaN if none)", "block",
                          min_change=(1.0, 0.0), integer=True, positional=True)
-LAST_LAYER = MetricSpec("last_layer", "last block whose ratio exceeds {threshold:g} (NaN if none)", "block",
-                        min_change=(1.0, 0.0), integer=True, positional=True)
+LAST_LAYER = MetricSpec("last_layer", "last block of the longest run of blocks whose ratio exceeds {threshold:g} (NaN if none)",
+                        "block", min_change=(1.0, 0.0), integer=True, positional=True)
+PEAK_RATIO = MetricSpec("peak_ratio", "largest per-block ratio over the blocks", "ratio", min_change=(0.0, 0.25), positional=True,
+                        direction="up", paired_floor=(0.0, 0.015))
 MAX_ABS_RATIO = MetricSpec("max_abs_ratio", "largest |component| at position 0 / median of later positions' largest", "ratio",
                            per_layer=True, min_change=(0.0, 0.25), positional=True, paired_floor=(0.0, 0.05))
 ONSET_DEPTH = MetricSpec("onset_depth", "onset_layer as a fraction of depth, b / (n_blocks - 1) (NaN if none)", "fraction of depth",
@@ -107,9 +115,9 @@ def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ..
         largest = np.argmax(norms, axis=1)
         share[b] = float(np.mean(largest == 0))
         argmax_counts += np.bincount(largest, minlength=acts.length)
-    above = [b for b in layers if ratio[b] > params.threshold]
-    onset = float(above[0]) if above else float("nan")
-    last = float(above[-1]) if above else float("nan")
+    band = longest_run([b for b in layers if ratio[b] > params.threshold], layers)
+    onset = float(band[0]) if band else float("nan")
+    last = float(band[-1]) if band else float("nan")
     n = acts.n_blocks
     metrics = [
         RATIO.value(float(np.median(list(ratio.values()))), ratio),
@@ -119,6 +127,7 @@ def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ..
         ONSET_DEPTH.value(_depth(onset, n)),
         LAST_DEPTH.value(_depth(last, n)),
         POSITION0_SHARE.value(float(np.median(list(share.values()))), share),
+        PEAK_RATIO.value(float(max(ratio.values()))),
     ]
     position_norms = np.stack([np.median(acts.sites[Site(b, point)].norms, axis=0) for b in layers]).astype(np.float32)
     details = {
@@ -128,6 +137,18 @@ def first_position_norm(acts: Activations, params: Params, layers: tuple[int, ..
         "largest_norm_position_counts": argmax_counts,
     }
     return measurement(NAME, layers, params, metrics, details, notes=(largest_norm_note(argmax_counts, len(layers)),))
+
+
+def longest_run(above: list[int], layers: tuple[int, ...]) -> list[int]:
+    """The longest run of ``above`` that is consecutive in ``layers`` (the earliest on a tie); [] for none."""
+    position = {b: i for i, b in enumerate(layers)}
+    best: list[int] = []
+    run: list[int] = []
+    for b in above:
+        run = run + [b] if run and position[b] == position[run[-1]] + 1 else [b]
+        if len(run) > len(best):
+            best = run
+    return best
 
 
 def _depth(block: float, n_blocks: int) -> float:
@@ -165,7 +186,7 @@ PROPERTY = PropertyDef(
     measure=first_position_norm,
     applies=applies,
     summary="the first position's norm dwarfs the median of later positions in a band of middle blocks",
-    metric_specs=(RATIO, ONSET_LAYER, LAST_LAYER, MAX_ABS_RATIO, ONSET_DEPTH, LAST_DEPTH, POSITION0_SHARE),
+    metric_specs=(RATIO, ONSET_LAYER, LAST_LAYER, MAX_ABS_RATIO, ONSET_DEPTH, LAST_DEPTH, POSITION0_SHARE, PEAK_RATIO),
     default_metric=RATIO.name,
     figures="geomcheck.report.figures:first_position_figures",
     planted=Planted(planted_case, RATIO.name),

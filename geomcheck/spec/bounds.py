@@ -15,7 +15,8 @@ families, tested on the third):
 - no bound exists when those two edges overlap: the check does not separate these models.
 
 A twin whose value is NaN (a property that found nothing to measure, e.g. an onset that never
-happens) fails any bound and does not constrain where it sits.
+happens) fails any bound and does not constrain where it sits; with no finite twin the template's
+own bound stands wherever the trained models sit inside it.
 """
 
 from __future__ import annotations
@@ -103,8 +104,13 @@ def margin_in_se(fit: Fit, observed: Judged) -> float:
     return gap / observed.se if math.isfinite(observed.se) and observed.se > 0 else math.copysign(math.inf, gap)
 
 
-def fit_bound(direction: Side, trained: Sequence[Judged], twins: Sequence[Judged], z: float = 3.0) -> Fit:
-    """The bound between ``trained`` and ``twins`` with ``z`` standard errors of room on both sides."""
+def fit_bound(direction: Side, trained: Sequence[Judged], twins: Sequence[Judged], z: float = 3.0, *, prior: float | None = None) -> Fit:
+    """The bound between ``trained`` and ``twins`` with ``z`` standard errors of room on both sides.
+
+    ``prior`` (the template's bound, usually a paper's claim such as "in the first half of the depth") is
+    kept when no twin has a finite value and the trained models sit inside it with room: the twins then
+    fail by having nothing to measure, and the data give no reason to move it.
+    """
     sign = 1.0 if direction == "min" else -1.0
 
     def moved(j: Judged, towards: float) -> float:
@@ -116,6 +122,8 @@ def fit_bound(direction: Side, trained: Sequence[Judged], twins: Sequence[Judged
     finite_twins = [w for w in twins if math.isfinite(w.value)]
     if not finite_twins:
         # Every twin failed by having nothing to measure: the bound only has to keep the trained models in.
+        if prior is not None and sign * (trained_edge - prior) >= 0:
+            return Fit(direction, prior, trained_edge=trained_edge)
         return Fit(direction, _round_outward(trained_edge, direction), trained_edge=trained_edge)
     twin_edge = max((moved(w, sign) for w in finite_twins), key=lambda v: sign * v)
     if sign * (trained_edge - twin_edge) <= 0:
