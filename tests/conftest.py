@@ -38,6 +38,17 @@ def smollm2():
 
 
 @pytest.fixture(scope="session")
+def gemma():
+    """Gemma-3-270M joined from its four PyPI parts; skipped (saying how to install) when they are missing."""
+    from geomcheck.models import loader as models
+
+    packaged = models.PACKAGED["gemma3-270m"]
+    if not packaged.installed():
+        pytest.skip(f"{packaged.install} to run the Gemma-3 real-model tests")
+    return models.load("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
 def qwen():
     """Qwen2.5-Coder-0.5B joined from its six PyPI parts; skipped (saying how to install) when they are missing."""
     from geomcheck.models import loader as models

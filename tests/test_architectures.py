@@ -188,11 +188,13 @@ def test_unknown_type_points_at_adapters_yaml_not_the_source():
     assert "geomcheck/adapters/" not in str(info.value)
 
 
-def write_gguf(path, architecture: str) -> None:
+def write_gguf(path, architecture: str, vocabulary: int = 0) -> None:
     from gguf import GGUFWriter
 
     writer = GGUFWriter(str(path), architecture)
     writer.add_block_count(2)
+    if vocabulary:
+        writer.add_token_list([f"t{i}" for i in range(vocabulary)])
     writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -278,3 +280,18 @@ def test_a_broken_gguf_header_is_named_not_a_traceback(tmp_path, content, messag
     path.write_bytes(content)
     with pytest.raises(ModelLoadError, match=message):
         header_architecture(path)
+
+
+def test_the_first_load_message_says_what_is_slow_from_the_file(tmp_path):
+    """A large vocabulary (Gemma-3's 262k) makes the first load minutes, not half a minute: read from the header."""
+    from geomcheck.models.gguf_cache import first_load_expectation
+    from geomcheck.models.gguf_header import header_vocabulary
+
+    small, large = tmp_path / "small.gguf", tmp_path / "large.gguf"
+    write_gguf(small, "llama", vocabulary=100)
+    write_gguf(large, "llama", vocabulary=150_000)
+    assert (header_vocabulary(small), header_vocabulary(large)) == (100, 150_000)
+    assert "about half a minute" in first_load_expectation(small)
+    assert "150k-token vocabulary: up to a few minutes" in first_load_expectation(large)
+    write_gguf(tmp_path / "bare.gguf", "llama")
+    assert header_vocabulary(tmp_path / "bare.gguf") is None

@@ -95,3 +95,16 @@ def test_decoder_specs_pass_on_qwen_and_every_check_fails_on_its_random_twin(qwe
     assert {status for key, status in trained.items() if key.startswith("smollm2/")} == {"skipped"}, trained
     twin = spec_outcomes(session, "random:qwen2.5-coder-0.5b")
     assert {status for key, status in twin.items() if not key.startswith("smollm2/")} == {"failed"}, twin
+
+
+@pytest.mark.real_gemma
+def test_decoder_spec_passes_on_gemma3_and_every_check_fails_on_its_random_twin(gemma):
+    """The third family (Gemma-3: 18 blocks, d = 640, sandwich norms, BOS added): decoder.yaml holds; the
+    LLaMA-layout specs make no claim on it."""
+    session = GeomSession()
+    session.add_model("gemma3-270m", gemma)
+    trained = spec_outcomes(session, "gemma3-270m")
+    assert {status for key, status in trained.items() if key.startswith("decoder/")} == {"passed"}, trained
+    assert {status for key, status in trained.items() if not key.startswith("decoder/")} == {"skipped"}, trained
+    twin = spec_outcomes(session, "random:gemma3-270m")
+    assert {status for key, status in twin.items() if key.startswith("decoder/")} == {"failed"}, twin

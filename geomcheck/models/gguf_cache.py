@@ -68,20 +68,71 @@ def _entry_is_intact(entry: Path, digest: str) -> bool:
     return bool(manifest.get("files"))
 
 
+LARGE_VOCABULARY = 100_000
+
+
+def first_load_expectation(gguf_path: Path) -> str:
+    """What the first load will cost, from the file: its size and its vocabulary (the slow part when large).
+
+    Measured on 2 CPU cores: Gemma-3-270M (262k tokens) 42 s on an idle machine (3 s of it the tensors)
+    and over 3 minutes on a busy one; the tensors are the small part.
+    """
+    from geomcheck.models.gguf_header import header_vocabulary
+
+    size = f"{gguf_path.stat().st_size / 1e6:,.0f} MB"
+    try:
+        vocabulary = header_vocabulary(gguf_path)
+    except ModelLoadError:
+        vocabulary = None
+    if vocabulary is None or vocabulary < LARGE_VOCABULARY:
+        return f"{size}; about half a minute on a CPU"
+    return (f"{size} with a {vocabulary // 1000}k-token vocabulary: up to a few minutes on a CPU, most of it building "
+            "the tokenizer, which grows with the vocabulary")
+
+
+@contextlib.contextmanager
+def _quiet_transformers_bars(quiet: bool):
+    """Keep transformers' own progress bars out of logs where geomcheck's heartbeat already says it is alive.
+
+    Its GGUF reader draws a plain tqdm bar, not behind its progress-bar switch (and tqdm reads
+    ``TQDM_DISABLE`` only at import), so that module's ``tqdm`` is swapped for a silent one meanwhile.
+    """
+    from functools import partial
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    if not quiet:
+        yield
+        return
+    was_enabled, drawn = hf_logging.is_progress_bar_enabled(), getattr(gguf_utils, "tqdm", None)
+    hf_logging.disable_progress_bar()
+    if drawn is not None:
+        gguf_utils.tqdm = partial(drawn, disable=True)
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+        if drawn is not None:
+            gguf_utils.tqdm = drawn
+
+
 def _build_entry(gguf_path: Path, entry: Path, digest: str) -> None:
     """Dequantize into a temporary sibling and rename it into place, so a crash leaves no half entry."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     entry.parent.mkdir(parents=True, exist_ok=True)
-    print(f"geomcheck: dequantizing {gguf_path.name} once (about half a minute); later loads use {entry}", file=sys.stderr)
+    print(f"geomcheck: dequantizing {gguf_path.name} once ({first_load_expectation(gguf_path)}); later loads use {entry}",
+          file=sys.stderr)
     staging = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp-", dir=entry.parent))
     try:
         try:
             kwargs = {"gguf_file": gguf_path.name}
             # transformers draws its own bar on a terminal; elsewhere (CI logs, pytest) say every few seconds that it is alive.
             alive = heartbeat("geomcheck: dequantizing") if not sys.stderr.isatty() else contextlib.nullcontext()
-            with alive:
+            with alive, _quiet_transformers_bars(not sys.stderr.isatty()):
                 tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
                 model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
         except Exception as exc:  # the GGUF reader raises many unrelated types for a damaged file

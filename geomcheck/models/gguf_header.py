@@ -1,7 +1,8 @@
 """Recognise a GGUF file's architecture from its header, before anything is dequantized.
 
-Dequantizing takes about half a minute per hundred million parameters; a file whose architecture
-geomcheck refuses, or transformers cannot dequantize, should fail in milliseconds instead.
+Dequantizing takes from half a minute to a few minutes on a CPU (the tokenizer's conversion grows
+with the vocabulary); a file whose architecture geomcheck refuses, or transformers cannot dequantize,
+should fail in milliseconds instead, and the first-load message says what to expect.
 """
 
 from __future__ import annotations
@@ -75,6 +76,27 @@ class _Header:
 
 def header_architecture(path: Path) -> str:
     """``general.architecture`` of a GGUF file, read from the header only (tensor data stays on disk)."""
+    architecture = _header_value(path, b"general.architecture", lambda header, kind: header.string().decode("utf-8") if kind == _STRING else None)
+    if architecture is None:
+        raise ModelLoadError(str(path), f"{path} has no general.architecture in its GGUF header",
+                             "re-export the file with llama.cpp's converter")
+    return architecture
+
+
+def header_vocabulary(path: Path) -> int | None:
+    """How many tokens the GGUF's tokenizer holds (``tokenizer.ggml.tokens``), read without reading them; None if absent."""
+
+    def count(header: _Header, kind: int) -> int | None:
+        if kind != _ARRAY:
+            return None
+        header.number("I")  # the element type
+        return header.number("Q")
+
+    return _header_value(path, b"tokenizer.ggml.tokens", count)
+
+
+def _header_value(path: Path, wanted: bytes, read):
+    """``read(header, kind)`` at the metadata key ``wanted``, skipping every key before it; None when it is absent."""
     try:
         with open(path, "rb") as handle:
             header = _Header(handle, Path(path).stat().st_size)
@@ -91,12 +113,12 @@ def header_architecture(path: Path) -> str:
             for _ in range(header.number(count_code)):
                 key = header.string()
                 kind = header.number("I")
-                if key == b"general.architecture" and kind == _STRING:
-                    return header.string().decode("utf-8")
+                if key == wanted:
+                    return read(header, kind)
                 header.skip_value(kind)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ModelLoadError(str(path), f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})", "re-download the file") from exc
-    raise ModelLoadError(str(path), f"{path} has no general.architecture in its GGUF header", "re-export the file with llama.cpp's converter")
+    return None
 
 
 def check_gguf_architecture(path: Path) -> str:
