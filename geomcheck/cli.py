@@ -64,7 +64,10 @@ def _load_options(args: argparse.Namespace):
     from geomcheck.models.loader import LoadOptions
 
     # adapters.yaml next to the specs counts as declared, like the one given with --adapters
-    spec_dirs = [Path(s) if Path(s).is_dir() else Path(s).parent for s in getattr(args, "specs", None) or ["specs"]]
+    from geomcheck.spec.builtin import PREFIX
+
+    given = [s for s in getattr(args, "specs", None) or ["specs"] if not str(s).startswith(PREFIX)]
+    spec_dirs = [Path(s) if Path(s).is_dir() else Path(s).parent for s in given]
     beside = tuple(d / "adapters.yaml" for d in spec_dirs if (d / "adapters.yaml").is_file())
     return LoadOptions(
         device=args.device, dtype=args.dtype, seed=args.seed, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
@@ -100,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="check models against specs (same checks and exit codes as pytest)")
     run.add_argument("--model", action="append", required=True, dest="models", metavar="REF", help=MODEL_HELP + "; repeatable")
-    run.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
+    run.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders, or builtin:NAME for a shipped spec (default: specs/ if the folder exists, else every built-in spec)")
     run.add_argument("--report", default=None, type=_typed(option_values.output_file),
                      help="HTML report path (default reports/MODEL-SPEC.html)")
     run.add_argument("--no-report", action="store_true", help="write no HTML report")
@@ -110,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="measure two checkpoints on identical inputs; exit 1 when a check flips from passed to failed")
     compare.add_argument("ref_a", metavar="REF_A", help="the reference checkpoint (e.g. the last released one)")
     compare.add_argument("ref_b", metavar="REF_B", help="the candidate checkpoint")
-    compare.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
+    compare.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders, or builtin:NAME for a shipped spec (default: specs/ if the folder exists, else every built-in spec)")
     compare.add_argument("--report", default=None, type=_typed(option_values.output_file),
                          help="HTML report path (default reports/compare-A-vs-B.html)")
     compare.add_argument("--no-report", action="store_true", help="write no HTML comparison page")
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     trajectory.add_argument("sources", nargs="+", metavar="DIR_OR_GLOB",
                             help="a Trainer output folder (its checkpoint-*/ folders), a glob, or model references; "
                                  "ordered by step (trainer_state.json, else the number in the folder name)")
-    trajectory.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders (default specs/)")
+    trajectory.add_argument("--spec", action="append", default=None, dest="specs", help="spec files or folders, or builtin:NAME for a shipped spec (default: specs/ if the folder exists, else every built-in spec)")
     trajectory.add_argument("--report", default=None, type=_typed(option_values.output_file),
                             help="HTML report path (default reports/trajectory-<run folder>.html)")
     trajectory.add_argument("--cache", default=None, type=_typed(option_values.output_folder),
@@ -142,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--model", required=True, metavar="REF", help=MODEL_HELP)
     suggest.add_argument("--twin", default=None, metavar="REF", help="what the model should differ from (default random:MODEL)")
     suggest.add_argument("--spec", action="append", default=None, dest="specs",
-                         help="template spec files or folders whose checks are fitted (default specs/decoder.yaml)")
+                         help="template spec files or folders whose checks are fitted (default builtin:decoder)")
     suggest.add_argument("--out", required=True, type=_typed(option_values.output_file), help="the spec file to write")
     suggest.add_argument("--margin", type=_typed(option_values.margin), default=3.0,
                          help="standard errors of room between each bound and both models (default 3)")
@@ -269,6 +272,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _spec_paths(command: str, args: argparse.Namespace) -> tuple[str, ...]:
+    from geomcheck import frontend
+
+    return frontend.spec_paths(command, args.specs)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from geomcheck.spec.schema import json_schema
 
@@ -280,11 +289,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from geomcheck.gate.book import CLI_UPDATE
+    from geomcheck.options import ci_environment
     from geomcheck.runner import BaselineOptions, RunOptions, run_cli
 
     options = RunOptions(
         models=tuple(args.models),
-        specs=tuple(args.specs or ["specs"]),
+        specs=_spec_paths("run", args),
         report=None if args.no_report else args.report,
         write_report=not args.no_report,
         umap=args.umap,
@@ -293,7 +303,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         load=_load_options(args),
         token_budget=args.token_budget,
         baselines=None if args.no_baseline else BaselineOptions(root=Path(args.baseline_dir), update=args.update or args.force_update,
-                                                                force=args.force_update, update_command=CLI_UPDATE),
+                                                                force=args.force_update, update_command=CLI_UPDATE,
+                                                                ci=args.strict or ci_environment()),
+        strict=args.strict,
     )
     return run_cli(options)
 
@@ -304,7 +316,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options = CompareOptions(
         ref_a=args.ref_a,
         ref_b=args.ref_b,
-        specs=tuple(args.specs or ["specs"]),
+        specs=_spec_paths("compare", args),
         report=args.report,
         write_report=not args.no_report,
         load=_load_options(args),
@@ -319,7 +331,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
     options = TrajectoryOptions(
         sources=tuple(args.sources),
-        specs=tuple(args.specs or ["specs"]),
+        specs=_spec_paths("trajectory", args),
         report=args.report,
         cache=args.cache,
         load=_load_options(args),
@@ -339,7 +351,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         model=args.model,
         twin=args.twin,
         out=Path(args.out),
-        specs=tuple(args.specs or ["specs/decoder.yaml"]),
+        specs=tuple(args.specs or ["builtin:decoder"]),
         z=args.margin,
         load=_load_options(args),
         token_budget=args.token_budget or DEFAULT_TOKEN_BUDGET,

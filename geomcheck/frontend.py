@@ -22,11 +22,26 @@ def error(command: str, message: str) -> ExitCode:
     return ExitCode.ERROR
 
 
+def spec_paths(command: str, given: Sequence[str] | None) -> tuple[str, ...]:
+    """The spec paths a command was given, else the project's ``specs/``, else the built-in specs (said on stderr)."""
+    from geomcheck.spec import builtin
+
+    if given:
+        return tuple(given)
+    defaults = builtin.default_paths()
+    if defaults != [builtin.PROJECT_SPECS]:
+        print(f"geomcheck {command}: no specs/ folder here; running the built-in specs "
+              f"({', '.join(builtin.PREFIX + name for name in builtin.names())}); give --spec to choose", file=sys.stderr)
+    return tuple(defaults)
+
+
 def read_specs(command: str, paths: Sequence[str]) -> list[Spec]:
-    """Every spec under ``paths``, validated (SpecError lists every problem); warnings printed as the command's."""
+    """Every spec under ``paths`` (``builtin:NAME`` for a shipped one), validated (SpecError lists every problem);
+    warnings printed as the command's."""
+    from geomcheck.spec import builtin
     from geomcheck.spec.schema import load_specs
 
-    specs = load_specs([Path(p) for p in paths])
+    specs = load_specs([Path(p) for p in builtin.expand(list(paths))])
     for warning in (w for spec in specs for w in spec.warnings):
         print(f"geomcheck {command}: {warning}", file=sys.stderr)
     return specs
@@ -43,4 +58,4 @@ def write_page(command: str, write: Callable[[], Sequence[Path]], fallback: str 
     return None
 
 
-__all__ = ["GeomcheckError", "error", "read_specs", "write_page"]
+__all__ = ["GeomcheckError", "error", "read_specs", "spec_paths", "write_page"]

@@ -69,9 +69,18 @@ UPDATE = Option("update", "record the measured values (with standard errors) as 
 FORCE_UPDATE = Option("force-update", "like {prefix}update, but record failing checks too", kind="flag", ini=False)
 NO_BASELINE = Option("no-baseline", "compare with fixed expectations only; neither read nor write baselines", kind="flag", ini=False)
 BASELINE_DIR = Option("baseline-dir", "where baselines live (default: baselines/)", parse=option_values.output_folder)
+STRICT = Option("strict", "fail when a spec has no recorded baseline or when every check of a model was skipped "
+                "(always on under CI=true): a gate that did not run must not pass", kind="flag")
 
 MODEL_OPTIONS = (DEVICE, DTYPE, SEED, ALLOW_PICKLE, TRUST_REMOTE_CODE, ADAPTERS)
-RUN_OPTIONS = (UMAP, REPORT_INPUT_TEXT, TOKEN_BUDGET, BATCH_SIZE, UPDATE, FORCE_UPDATE, NO_BASELINE, BASELINE_DIR)
+RUN_OPTIONS = (UMAP, REPORT_INPUT_TEXT, TOKEN_BUDGET, BATCH_SIZE, UPDATE, FORCE_UPDATE, NO_BASELINE, BASELINE_DIR, STRICT)
+
+
+def ci_environment() -> bool:
+    """Whether this runs under CI (the CI variable that GitHub, GitLab and most services set)."""
+    import os
+
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 CLI_DEFAULTS: dict[str, object] = {"device": "cpu", "dtype": "float32", "seed": 0, "batch-size": 8, "baseline-dir": "baselines"}

@@ -7,7 +7,6 @@ in either place and the captured activations are shared by every check that uses
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -34,6 +33,7 @@ from geomcheck.gate.uncertainty import covered as errors_cover
 from geomcheck.gate.uncertainty import with_uncertainty
 from geomcheck.models.fingerprint import weights_fingerprint
 from geomcheck.models.loader import LoadedModel, LoadOptions, load, resolve
+from geomcheck.options import ci_environment
 from geomcheck.progress import Opener, Progress, block_progress, stderr_opener
 from geomcheck.properties.base import Measurement, PropertyDef, Wanted
 from geomcheck.properties.threads import one_blas_thread
@@ -294,6 +294,7 @@ class RunOptions:
     token_budget: int | None = None
     baselines: BaselineOptions | None = None
     batch_size: int = 8
+    strict: bool = False  # --strict: a missing baseline or a model whose every check skipped fails the run (as under CI=true)
 
 
 def applies_to_nothing(session: GeomSession, specs: Sequence[Spec], named: Sequence[str]) -> list[str]:
@@ -313,6 +314,14 @@ def applies_to_nothing(session: GeomSession, specs: Sequence[Spec], named: Seque
             lines.append(f"{spec.display_path} applies to none of the models run, so none of its {len(spec.checks)} checks ran ("
                          + "; ".join(f"{ref}: {reason}" for ref, reason in sorted(why.items())) + ")")
     return lines
+
+
+def all_skipped(session: GeomSession) -> list[str]:
+    """Models for which every check of every spec was skipped: the run measured nothing about them."""
+    statuses: dict[str, set[str]] = {}
+    for result in session.results:
+        statuses.setdefault(result.model, set()).add(result.outcome.status)
+    return [model for model, seen in statuses.items() if seen == {"skipped"}]
 
 
 def run_cli(options: RunOptions) -> int:
@@ -342,10 +351,15 @@ def run_cli(options: RunOptions) -> int:
     unused = applies_to_nothing(session, specs, options.specs)
     for line in unused:
         print(f"geomcheck run: warning: {line}", file=sys.stderr)
-    if unused and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        print("geomcheck run: a spec named on the command line ran no check under CI=true; fix its applies_to "
+    strict = options.strict or ci_environment()
+    if unused and strict:
+        print("geomcheck run: a spec named on the command line ran no check under --strict / CI=true; fix its applies_to "
               "or leave it out", file=sys.stderr)
         errors = True
+    for model in all_skipped(session):
+        print(f"geomcheck run: {'error' if strict else 'warning'}: every check was skipped for {model}, so nothing about it "
+              "was measured" + (" (--strict / CI=true)" if strict else "; --strict (or CI=true) makes this fail"), file=sys.stderr)
+        errors |= strict
     if options.write_report:
         from geomcheck.report import write_reports
 
@@ -353,4 +367,16 @@ def run_cli(options: RunOptions) -> int:
                                       options.report)
         if failure is not None:
             return failure
-    return ExitCode.ERROR if errors else ExitCode.FAILED if failed else ExitCode.OK
+    code = ExitCode.ERROR if errors else ExitCode.FAILED if failed else ExitCode.OK
+    print(verdict_line(session, code))
+    return code
+
+
+def verdict_line(session: GeomSession, code: ExitCode) -> str:
+    """The run in one line, last: counts by status and what the exit code means."""
+    counts: dict[str, int] = {}
+    for result in session.results:
+        counts[result.outcome.status] = counts.get(result.outcome.status, 0) + 1
+    shown = ", ".join(f"{counts[status]} {status}" for status in ("passed", "failed", "error", "skipped") if counts.get(status))
+    meaning = {ExitCode.OK: "OK", ExitCode.FAILED: "FAILED (a check failed)", ExitCode.ERROR: "ERROR (the gate could not run as asked)"}
+    return f"geomcheck run: {shown or 'no checks'}; {meaning.get(code, code.name)} (exit {int(code)})"

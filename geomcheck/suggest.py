@@ -35,7 +35,7 @@ class SuggestOptions:
     model: str
     out: Path
     twin: str | None = None  # default: random:MODEL
-    specs: tuple[str, ...] = ("specs/decoder.yaml",)
+    specs: tuple[str, ...] = ("builtin:decoder",)
     z: float = DEFAULT_Z
     load: LoadOptions = field(default_factory=LoadOptions)
     token_budget: int | None = None

@@ -51,7 +51,7 @@ def test_a_named_spec_that_applies_to_nothing_warns_and_fails_under_ci(candidate
     err = capsys.readouterr().err
     assert "shaped.yaml applies to none of the models run" in err and "config hidden_size is 32, the spec wants 576" in err
     assert _run(tmp_path, monkeypatch, candidate, width=576, ci=True) == 3
-    assert "ran no check under CI=true" in capsys.readouterr().err
+    assert "ran no check under --strict / CI=true" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("config", "message"), [
@@ -76,4 +76,4 @@ def test_pytest_warns_and_fails_under_ci_when_a_named_spec_ran_nothing(pytester,
     monkeypatch.setenv("CI", "true")
     loud = pytester.runpytest_subprocess(*args)
     assert loud.ret == 1
-    loud.stdout.fnmatch_lines(["*ran no check under CI=true*"])
+    loud.stdout.fnmatch_lines(["*ran no check under --geom-strict / CI=true*"])

@@ -30,7 +30,7 @@ class BaselineOptions:
     root: Path = Path("baselines")
     update: bool = False
     force: bool = False  # with update: record checks whose fixed expectations fail too
-    ci: bool = field(default_factory=lambda: os.environ.get("CI", "").lower() in ("1", "true", "yes"))
+    ci: bool = field(default_factory=lambda: os.environ.get("CI", "").lower() in ("1", "true", "yes"))  # or --strict
     update_command: str = PYTEST_UPDATE  # how this front end's users record one ({ref}, {spec})
 
 
@@ -41,6 +41,7 @@ Fingerprints = Callable[[], tuple[Mapping[str, object], Mapping[str, object]]]  
 class BaselineBook:
     options: BaselineOptions
     used: dict[tuple[str, Path], Path | None] = field(default_factory=dict)  # (model, spec path) -> file compared, or None
+    searched: dict[tuple[str, Path], Path] = field(default_factory=dict)  # (model, spec path) -> the file looked for
     tested: dict[tuple[str, Path], int] = field(default_factory=dict)  # (model, spec path) -> gated values the drift test saw
     profiled: dict[tuple[str, Path], int] = field(default_factory=dict)  # (model, spec path) -> block values the paired profile test saw
     _recorded: dict[Path, dict] = field(default_factory=dict)
@@ -66,6 +67,7 @@ class BaselineBook:
             self._recorded[path] = baseline.read(path) if path.is_file() else {}
         recorded = self._recorded[path].get("checks", {}).get(check.id) if self._recorded[path] else None
         self.used[(ref, spec.path)] = path if self._recorded[path] else None
+        self.searched[(ref, spec.path)] = path
         if recorded is None:
             missing = f"no baseline for check {check.id!r} in {path}"
             remedy = f"record one with: {options.update_command.format(ref=ref, spec=spec.display_path)}, and commit it"
@@ -104,6 +106,10 @@ class BaselineBook:
         self._pending.clear()
         return written
 
+    def missing(self) -> list[tuple[str, Path]]:
+        """(model, baseline file looked for) of every spec that ran without a recorded baseline."""
+        return [(key[0], self.searched[key]) for key, path in self.used.items() if path is None]
+
     def not_recorded(self) -> dict[Path, list[str]]:
         """Checks --update left out because their fixed expectations failed (record them with --force-update)."""
         return dict(self._not_recorded)
@@ -116,10 +122,19 @@ class BaselineBook:
                          "(record it anyway with --force-update)")
         for (ref, spec_path), path in self.used.items():
             if path is None:
-                lines.append(f"baseline compared for {ref} / {spec_path.name}: none (no baseline file)")
+                looked = self.searched.get((ref, spec_path))
+                where = f"; looked for {_absolute(looked)}" if looked is not None else ""
+                lines.append(f"baseline compared for {ref} / {spec_path.name}: none (no baseline file{where})")
             else:
                 profiled = self.profiled.get((ref, spec_path), 0)
                 also = f", {profiled} block values held to their floors (paired profile)" if profiled else ""
                 lines.append(f"baseline compared for {ref} / {spec_path.name}: {path} "
                              f"({self.tested.get((ref, spec_path), 0)} gated values tested{also})")
         return lines
+
+
+def _absolute(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path)

@@ -10,7 +10,19 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 from geomcheck import option_values
-from geomcheck.options import ADAPTERS, ALLOW_PICKLE, BASELINE_DIR, BATCH_SIZE, DEVICE, DTYPE, SEED, TOKEN_BUDGET, TRUST_REMOTE_CODE
+from geomcheck.options import (
+    ADAPTERS,
+    ALLOW_PICKLE,
+    BASELINE_DIR,
+    BATCH_SIZE,
+    DEVICE,
+    DTYPE,
+    SEED,
+    STRICT,
+    TOKEN_BUDGET,
+    TRUST_REMOTE_CODE,
+    ci_environment,
+)
 from geomcheck.capture.inputs import check_budget
 from geomcheck.errors import GeomcheckError, InputError, SpecError, SpecWarning
 from geomcheck.models.refs import LoadOptions, resolve
@@ -33,6 +45,7 @@ class Settings:
     update: bool
     force: bool
     batch_size: int = 8
+    strict: bool = False  # --geom-strict or CI=true: a missing baseline or a model whose every check skipped fails
 
 
 def build_settings(config: pytest.Config, models: list[str]) -> Settings:
@@ -59,7 +72,8 @@ def build_settings(config: pytest.Config, models: list[str]) -> Settings:
         root = _checked(config, BASELINE_DIR.pytest_dest, BASELINE_DIR.parse, config.rootpath / "baselines")
     batch_size = _checked(config, BATCH_SIZE.pytest_dest, BATCH_SIZE.parse, 8)
     return Settings(options, budget, root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
-                    force=bool(config.getoption("geom_force_update")), batch_size=batch_size)
+                    force=bool(config.getoption("geom_force_update")), batch_size=batch_size,
+                    strict=bool(config.getoption(STRICT.pytest_dest) or config.getini(STRICT.pytest_dest)) or ci_environment())
 
 
 def geom_session(config: pytest.Config) -> GeomSession:
@@ -68,7 +82,8 @@ def geom_session(config: pytest.Config) -> GeomSession:
         from geomcheck.runner import BaselineOptions, GeomSession
 
         settings = config.stash[SETTINGS_KEY]
-        baselines = None if settings.baseline_root is None else BaselineOptions(settings.baseline_root, settings.update, settings.force)
+        baselines = None if settings.baseline_root is None else BaselineOptions(settings.baseline_root, settings.update, settings.force,
+                                                                                 ci=settings.strict)
         session = GeomSession(settings.load_options, settings.token_budget, baselines, batch_size=settings.batch_size)
         session.progress_opener = _terminal_opener(config)
         # The checks pytest collected and kept (after -k and the like): captures keep only what they read.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,9 +23,11 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 
 _OPTIONS = (
     # (option, dest, ini type, help): the pytest-only ones; the rest come from geomcheck.options
-    ("--geom-spec", "geom_spec", "paths", "spec files or folders (default: specs/)"),
-    ("--geom-report", "geom_report", "string", "HTML report path (default: reports/<model>-<spec>.html); 'none' disables"),
+    ("--geom-spec", "geom_spec", "paths", "PATH",
+     "spec files or folders, or builtin:NAME for a shipped spec (default: specs/ if the folder exists, else every built-in spec)"),
+    ("--geom-report", "geom_report", "string", "PATH", "HTML report path (default: reports/<model>-<spec>.html); 'none' disables"),
 )
+DEFAULTED_KEY = pytest.StashKey[str]()  # the line saying the built-in specs ran because the project has no specs/
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,9 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--geom-model", action="append", dest="geom_model", default=None, metavar="REF",
                     help="model to check: alias, hub id, directory, .gguf or random:<ref>; repeatable")
     parser.addini("geom_model", type="linelist", help="models to check when --geom-model is not given")
-    for option, dest, kind, text in _OPTIONS:
+    for option, dest, kind, metavar, text in _OPTIONS:
         action = "append" if kind == "paths" else "store"
-        group.addoption(option, action=action, dest=dest, default=None, help=text)
+        group.addoption(option, action=action, dest=dest, default=None, metavar=metavar, help=text)
         parser.addini(dest, type="linelist" if kind == "paths" else "string", help=text)
     options.add_to_pytest(parser, group, (*options.MODEL_OPTIONS, *options.RUN_OPTIONS))
 
@@ -60,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from geomcheck.pytest_plugin.collect import build_settings
 
     config.stash[SETTINGS_KEY] = build_settings(config, list(models))
-    spec_paths = [Path(p) for p in (setting(config, "geom_spec") or ["specs"])]
+    spec_paths = [Path(p) for p in _spec_paths(config)]
     config.stash[SPEC_PATHS_KEY] = [_resolved(p, "--geom-spec") for p in spec_paths]
     config.addinivalue_line("markers", "geomcheck: a geometry check generated from a spec file")
     # Set on every check so pytest-xdist keeps a model's checks on one worker; registered, so runs without
@@ -77,6 +77,24 @@ def pytest_configure(config: pytest.Config) -> None:
         from geomcheck.pytest_plugin.reporter import ReportWriter
 
         config.pluginmanager.register(ReportWriter(config), "geomcheck-report")
+
+
+def _spec_paths(config: pytest.Config) -> list[str]:
+    """--geom-spec (``builtin:NAME`` expanded), else the project's specs/, else the built-in specs (noted in the summary)."""
+    from geomcheck.spec import builtin
+
+    given = setting(config, "geom_spec")
+    try:
+        if given:
+            return builtin.expand([str(p) for p in given])
+    except builtin.UnknownBuiltinSpec as exc:
+        raise pytest.UsageError(f"--geom-spec: {exc}") from None
+    defaults = builtin.default_paths(Path(config.invocation_params.dir))
+    if defaults != [builtin.PROJECT_SPECS]:
+        config.stash[DEFAULTED_KEY] = (f"ran the built-in specs ({', '.join(builtin.PREFIX + n for n in builtin.names())}): "
+                                       f"{config.invocation_params.dir} has no specs/ folder; give --geom-spec to choose")
+        return defaults
+    return [builtin.PROJECT_SPECS]
 
 
 def _refuse_spec_without_model(config: pytest.Config) -> None:
@@ -116,13 +134,44 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from geomcheck.runner import applies_to_nothing
 
+    from geomcheck.runner import all_skipped
+
+    strict = session.config.stash[SETTINGS_KEY].strict
     specs = list({id(result.spec): result.spec for result in geom.results}.values())
     unused = applies_to_nothing(geom, specs, [str(p) for p in (setting(session.config, "geom_spec") or [])])
     lines = [f"warning: {line}" for line in unused]
-    if unused and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        lines.append("FAILED: a spec named with --geom-spec ran no check under CI=true; fix its applies_to or leave it out")
+    if unused and strict:
+        lines.append("FAILED: a spec named with --geom-spec ran no check under --geom-strict / CI=true; fix its applies_to or leave it out")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    session.config.stash[WRITTEN_KEY] = [*_skipped_specs(geom), *lines, *geom.baseline_summary()]
+    for model in all_skipped(geom):
+        lines.append(("FAILED" if strict else "warning") + f": every check was skipped for {model}, so nothing about it was measured"
+                     + (" (--geom-strict / CI=true)" if strict else "; --geom-strict (or CI=true) makes this fail"))
+        if strict:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    lines.extend(_rootdir_lines(session.config, geom))
+    defaulted = [session.config.stash[DEFAULTED_KEY]] if DEFAULTED_KEY in session.config.stash else []
+    session.config.stash[WRITTEN_KEY] = [*defaulted, *_skipped_specs(geom), *lines, *geom.baseline_summary()]
+
+
+def _rootdir_lines(config: pytest.Config, geom: GeomSession) -> list[str]:
+    """Where baselines were looked up, and a warning when a bare path argument moved pytest's rootdir there.
+
+    ``--geom-model ./ckpt`` (with a space) also hands ``./ckpt`` to pytest as a path, and pytest may then
+    take its rootdir from it: baselines are looked up under the wrong folder and none is found.
+    """
+    if geom.book is None:
+        return []
+    lines = [f"baselines looked up under {geom.book.options.root.resolve()} (pytest rootdir {config.rootpath})"]
+    invocation = Path(config.invocation_params.dir).resolve()
+    args = [str(a) for a in config.invocation_params.args]
+    for index, arg in enumerate(args[:-1]):
+        if arg in ("--geom-model", "--geom-spec") and Path(args[index + 1]).exists():
+            # Without an ini file, pytest takes the rootdir from the arguments' common ancestor: the bare path moved it.
+            moved = config.rootpath.resolve() != invocation and config.inipath is None
+            lines.append(f"warning: {arg} {args[index + 1]} (with a space) is also a path argument to pytest"
+                         + (f", which moved its rootdir to {config.rootpath}" if moved else "")
+                         + f"; write {arg}={args[index + 1]}")
+    return lines
 
 
 def _skipped_specs(geom: GeomSession) -> list[str]:

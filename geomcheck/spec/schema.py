@@ -498,6 +498,11 @@ def load_specs(paths: Iterable[str | os.PathLike[str]], registry: Registry | Non
 
 
 def display_path(path: Path) -> str:
+    from geomcheck.spec import builtin
+
+    shipped = builtin.label(path)
+    if shipped is not None:  # a shipped spec reads the same wherever geomcheck is installed
+        return shipped
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
     except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (OSError from Python 3.13)
