@@ -189,7 +189,7 @@ class GeomSession:
         try:
             layers = resolve_layers(check.layers, loaded.n_blocks)
         except ValueError as exc:
-            return errored(check, model=ref, reason=f"{check.location}: layers: {exc}"), None
+            return errored(check, model=ref, reason=f"{check.layers_location}: layers: {exc}"), None
         input_spec = self.inputs_for(spec, check)
         prop = properties.get(check.property)
         record = self.capture(ref, input_spec, prop)
@@ -208,6 +208,28 @@ class GeomSession:
         if self.baselines is not None:
             outcome = self._against_baseline(spec, check, ref, measurement, outcome)
         return outcome, measurement
+
+    def layer_problems(self, specs: Sequence[Spec], refs: Sequence[str]) -> list[str]:
+        """Every check whose ``layers:`` do not fit a model it applies to, found before anything is captured.
+
+        A range beyond the model's depth is a mistake in the spec, not a property the model lacks: it is an
+        error at the ``layers:`` line, reported before minutes of capture, never a failed check.
+        """
+        problems = []
+        for ref in refs:
+            try:
+                loaded = self.model(ref)
+            except GeomcheckError:
+                continue  # the first check of this model reports it, as it reports any load failure
+            for spec in specs:
+                if not spec.matches(ref, loaded.table.family, loaded.model.config):
+                    continue
+                for check in spec.checks:
+                    try:
+                        resolve_layers(check.layers, loaded.n_blocks)
+                    except ValueError as exc:
+                        problems.append(f"{check.layers_location}: layers: {exc} (check {check.id!r} on {ref})")
+        return problems
 
     def _shared_measurement(self, key: tuple, prop, acts, params, layers: tuple[int, ...], wanted: Wanted) -> SharedMeasurement:
         """The measurement every check with this key reads, with standard errors for the metrics they gate."""
@@ -331,6 +353,12 @@ def run_cli(options: RunOptions) -> int:
     specs = frontend.read_specs("run", options.specs)
     session = GeomSession(options.load, options.token_budget or DEFAULT_TOKEN_BUDGET, options.baselines, batch_size=options.batch_size)
     session.plan((spec, check) for spec in specs for check in spec.checks)
+    problems = session.layer_problems(specs, options.models)
+    for problem in problems:
+        print(f"geomcheck run: error: {problem}", file=sys.stderr)
+    if problems:
+        print("geomcheck run: nothing was captured; fix the ranges (docs/specs.md, Layers)", file=sys.stderr)
+        return ExitCode.ERROR
     failed = errors = False
     for ref in options.models:
         for spec in specs:

@@ -63,3 +63,25 @@ def test_pytest_names_the_baseline_root_and_warns_about_a_bare_model_path(pytest
     strict = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--geom-model={tiny_dirs['llama']}", "--geom-report=none",
                                            "--geom-strict")
     assert strict.ret == 1
+
+
+BEYOND = """\
+name: beyond
+inputs: {sequences: 8, tokens: 12}
+checks:
+  - id: fine
+    property: first_position_norm
+    expect: {min: 0.0}
+  - id: beyond
+    property: first_position_norm
+    layers: [20, 40]
+    expect: {min: 0.0}
+"""
+
+
+def test_layers_beyond_the_model_are_an_error_at_the_layers_line_before_any_capture(project, tiny_dirs, capsys):
+    (project / "specs" / "beyond.yaml").write_text(BEYOND)
+    assert cli.main(["run", f"--model={tiny_dirs['llama']}", "--spec=specs", "--no-report", "--no-baseline"]) == 3
+    captured = capsys.readouterr()
+    assert "specs/beyond.yaml:9: layers: block index 20 is out of range for a model with 3 blocks" in captured.err
+    assert "capturing" not in captured.err and "PASSED" not in captured.out  # not even the check that fits ran

@@ -393,10 +393,16 @@ class Check(_Model):
     file: str = Field(description="the spec file as shown to people (relative to the working directory)")
     line: int
     column: int
+    layers_line: int | None = Field(None, description="where the check's layers: key was written (None: not written)")
 
     @property
     def location(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def layers_location(self) -> str:
+        """``file:line`` of the ``layers:`` key, where a range that does not fit a model is fixed (else the check's line)."""
+        return f"{self.file}:{self.layers_line or self.line}"
 
     @property
     def gates_per_layer(self) -> bool:
@@ -565,6 +571,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
     for index, written in enumerate(doc.checks):
         prop, params = bound[index]
         line, column = located.position(("checks", index))
+        layers_at = ("checks", index, "layers")
         checks.append(
             Check(
                 id=written.id or written.property,
@@ -580,6 +587,7 @@ def _build(located: Located, path: Path, registry: Registry, root: Path) -> Spec
                 file=located.path,
                 line=line,
                 column=column,
+                layers_line=located.positions[layers_at][0] if layers_at in located.positions else None,
             )
         )
     return Spec(
