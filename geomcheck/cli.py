@@ -20,13 +20,17 @@ EXIT_CODES_HELP = """\
 exit codes (details in docs/exit-codes.md):
   0  every check passed or was skipped (compare: nothing regressed)
   1  a check failed (compare: a check went from passed to failed, or with --fail-on-drift moved;
-     trajectory: the latest checkpoint fails a check an earlier one passed)
+     trajectory: the latest checkpoint fails a check an earlier one passed;
+     suggest: no check separated the model from its twin, nothing written)
   2  bad command-line usage: an unknown option or an unusable value
   3  a check errored, or the run could not start: a spec is invalid or
      missing, a model cannot load, a report cannot be written
   4  internal error in geomcheck (a bug): one line; rerun with --traceback
 """
 
+SIMPLE_EXIT_CODES_HELP = """\
+exit codes: 0 done; 2 bad command-line usage; 3 a model or input could not be used; 4 internal error (a bug)
+"""
 
 DESCRIPTION = ("geomcheck: list models and sites, summarise a capture, print the spec schema, run specs, "
                "compare two checkpoints, follow a training run.")
@@ -77,7 +81,18 @@ def _load_options(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="geomcheck", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    class _Commands:
+        """add_parser that also shows the one-line help as the subcommand's own description (``geomcheck run -h``)."""
+
+        choices = subparsers.choices
+
+        @staticmethod
+        def add_parser(name: str, help: str):  # noqa: A002 - argparse's own keyword
+            return subparsers.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+    commands = _Commands()
 
     commands.add_parser("models", help="known aliases and whether each is available offline now")
 
@@ -154,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (parser, *commands.choices.values()):
         sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS if sub is not parser else False,
                          help="on an internal error, print the full traceback")
-    for sub in (parser, *commands.choices.values()):
-        sub.epilog, sub.formatter_class = EXIT_CODES_HELP, argparse.RawDescriptionHelpFormatter
+    for name, sub in (("", parser), *commands.choices.items()):
+        sub.epilog = EXIT_CODES_HELP if not name or name in CHECKING else SIMPLE_EXIT_CODES_HELP
+        sub.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -176,6 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("geomcheck: interrupted", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # the reader went away (`geomcheck models | head`): nothing left to say to it
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug gets one line and its own exit code
         if args.traceback:
             import traceback
@@ -193,14 +214,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     from geomcheck.models.loader import availability
 
     rows = availability()
-    width = max(len(alias) for alias, _, _ in rows)
+    widths = [max(len(row[i]) for row in rows) for i in (0, 1)]
     for alias, target, status in rows:
-        print(f"{alias:<{width}}  {target:<34}  {status}")
+        print(f"{alias:<{widths[0]}}  {target:<{widths[1]}}  {status}")
     print("\nAlso accepted: a hub id (owner/name), a local directory, a .gguf file, and random:<any of these>.")
     print("\nArchitecture families (other model types: an adapters.yaml, or an adapter inferred and verified at load;")
     print("see docs/architectures.md):")
-    for table in TABLES:
-        print(f"  {table.family:<12} {table.block_kind:<20} {table.position_scheme:<10} {', '.join(table.model_types)}")
+    columns = [(table.family, table.block_kind, table.position_scheme) for table in TABLES]
+    widths = [max(len(row[i]) for row in columns) for i in range(3)]
+    for table, row in zip(TABLES, columns):
+        print("  " + "  ".join(f"{value:<{width}}" for value, width in zip(row, widths)) + f"  {', '.join(table.model_types)}")
     return EXIT_OK
 
 
@@ -363,6 +386,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 COMMANDS = {"models": cmd_models, "sites": cmd_sites, "capture": cmd_capture, "schema": cmd_schema, "run": cmd_run, "compare": cmd_compare,
             "trajectory": cmd_trajectory, "suggest": cmd_suggest}
 MEASURING = frozenset({"capture", "run", "compare", "trajectory", "suggest"})  # commands that run forward passes
+CHECKING = frozenset({"run", "compare", "trajectory", "suggest"})  # commands whose exit code says how checks went
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -427,9 +427,14 @@ def test_oversized_file_is_refused(project) -> None:
     assert "at most" in problem.message
 
 
-def test_missing_file_is_a_spec_error(project) -> None:
-    with pytest.raises(SpecError, match="cannot be read"):
+def test_missing_file_is_a_spec_error_with_the_nearest_name(project) -> None:
+    with pytest.raises(SpecError, match="no such spec file") as error:
         load_spec(Path("specs/absent.yaml"), REGISTRY)
+    assert "builtin:decoder" in str(error.value)  # where shipped specs are, when the project has none
+    Path("specs").mkdir(exist_ok=True)
+    Path("specs/decoder.yaml").write_text("checks: []\n")
+    with pytest.raises(SpecError, match="did you mean specs/decoder.yaml"):
+        load_spec(Path("specs/decodr.yaml"), REGISTRY)
 
 
 # ---------------------------------------------------------------- files a spec refers to

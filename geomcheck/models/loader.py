@@ -293,9 +293,12 @@ def _hub_snapshot(ref: ModelRef) -> str:
         pass
     remedy = (
         f"on a machine with internet run `hf download {ref.target}` (it fills the Hugging Face cache), "
-        "or pass a local directory or .gguf file"
+        "or pass a local directory or .gguf file; `geomcheck models` lists what is available offline"
     )
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelLoadError(ref.text, f"{ref.target} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set, "
+                             "so nothing is downloaded", remedy)
+    if not _hub_reachable():
         raise ModelLoadError(ref.text, f"{ref.target} is not in the local Hugging Face cache and the Hub is unreachable", remedy)
     try:
         return snapshot_download(ref.target, allow_patterns=patterns)
@@ -473,7 +476,9 @@ def availability() -> list[tuple[str, str, str]]:
     rows = []
     for alias, packaged in PACKAGED.items():
         installed = packaged.installed()
-        rows.append((alias, f"package {packaged.package}", "available offline" if installed else f"missing: {packaged.install}"))
+        parts = getattr(packaged, "parts", None)
+        source = f"{len(parts)} packages {parts[0].package}..{len(parts)}" if parts else f"package {packaged.package}"
+        rows.append((alias, source, "available offline" if installed else f"missing: {packaged.install}"))
     for alias, hub_id in HUB_ALIASES.items():
         cached = isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
         rows.append((alias, hub_id, "in local HF cache" if cached else "needs download (not cached)"))

@@ -85,10 +85,16 @@ def _spec_paths(config: pytest.Config) -> list[str]:
 
     given = setting(config, "geom_spec")
     try:
-        if given:
-            return builtin.expand([str(p) for p in given])
+        expanded = builtin.expand([str(p) for p in given]) if given else []
     except builtin.UnknownBuiltinSpec as exc:
         raise pytest.UsageError(f"--geom-spec: {exc}") from None
+    for path in map(Path, expanded):
+        if not path.exists():
+            from geomcheck.spec.schema import missing_spec_hint
+
+            raise pytest.UsageError(f"--geom-spec {path}: no such spec file or folder; {missing_spec_hint(path)}")
+    if expanded:
+        return expanded
     defaults = builtin.default_paths(Path(config.invocation_params.dir))
     if defaults != [builtin.PROJECT_SPECS]:
         config.stash[DEFAULTED_KEY] = (f"ran the built-in specs ({', '.join(builtin.PREFIX + n for n in builtin.names())}): "

@@ -459,6 +459,8 @@ def load_spec(path: str | os.PathLike[str], registry: Registry | None = None) ->
     """Read and validate one spec file; raises SpecError listing every problem in it."""
     path = Path(path)
     file = display_path(path)
+    if not path.exists() and not path.is_symlink():
+        raise SpecError([SpecProblem(file, 1, 1, "(file)", "no such spec file.", missing_spec_hint(path))]) from None
     try:
         raw = read_capped(path, MAX_SPEC_READ, "spec file")
     except UnsafeReadError as exc:
@@ -501,6 +503,19 @@ def load_specs(paths: Iterable[str | os.PathLike[str]], registry: Registry | Non
     if problems:
         raise SpecError(problems)
     return specs
+
+
+def missing_spec_hint(path: Path) -> str:
+    """The nearest spec beside a misspelled path, and the built-in specs, for a path that does not exist."""
+    import difflib
+
+    from geomcheck.spec import builtin
+
+    folder = path.parent if path.parent.is_dir() else Path(".")
+    beside = [p.name for p in folder.iterdir() if p.suffix in SPEC_SUFFIXES] if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, beside, n=1)
+    near = f"did you mean {display_path(folder / close[0])}? " if close else ""
+    return f"{near}Built-in specs: {', '.join(builtin.PREFIX + name for name in builtin.names())}"
 
 
 def display_path(path: Path) -> str:
