@@ -208,6 +208,8 @@ def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
     names = {"A": f"A: {html.escape(comparison.ref_a)}", "B": f"B: {html.escape(comparison.ref_b)}"}
     colours = {"A": A_COLOUR, "B": B_COLOUR}
     by_block = any(curves.values())
+    if by_block and expect.on == "aggregate":
+        return _overlay_judged_aggregate(row, curves, aggregates, names, colours)
     title = f"{row.check.id}: {row.check.metric}{' by block' if by_block else ''}, A vs B"
     fig = _figure(title, "block" if by_block else "", row.check.metric, height=380)
     y_range = shade_pass_band(fig, expect, values)
@@ -218,10 +220,6 @@ def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
                 markers = [FAIL_COLOUR if layer in failing else colours[side] for layer in curve]
                 fig.add_trace(go.Scatter(x=list(curve), y=_f32(list(curve.values())), mode="lines+markers", name=names[side],
                                          line={"color": colours[side]}, marker={"color": markers, "size": 7}))
-        if expect.on == "aggregate":
-            for side, value in aggregates.items():
-                if value is not None and math.isfinite(value):
-                    fig.add_hline(y=value, line={"color": colours[side], "dash": "dot", "width": 2})
     else:
         # Both sides always get a place on the axis; a side whose value is NaN says "not defined" instead of vanishing.
         defined = {side: value is not None and math.isfinite(value) for side, value in aggregates.items()}
@@ -233,9 +231,42 @@ def _overlay(row: CheckComparison, comparison: Comparison) -> Figure | None:
                                    font={"color": colours[side]})
     fig.update_yaxes(range=y_range)
     caption = (f"Shaded: the pass band {expect.condition()} ({expect.on}). "
-               + ("Dotted lines: each model's aggregate. " if by_block and expect.on == "aggregate" else "")
-               + ("Red markers: blocks outside the band. " if by_block and expect.on == "per_layer" else "")
+               + ("Red markers: blocks outside the band. " if by_block else "")
                + f"Change: {row.change}.")
+    return Figure(f"compare-{row.check.id}", title, caption, fig)
+
+
+def _overlay_judged_aggregate(row: CheckComparison, curves: dict, aggregates: dict, names: dict, colours: dict) -> Figure:
+    """A check judged on its aggregate: blocks on the left (shown, not judged, no band), the two aggregates on the right
+    against the band, as the single-model report draws it; per-block points over a band would read as the verdict."""
+    from plotly.subplots import make_subplots
+
+    from geomcheck.report.figures import NOT_JUDGED, judged
+
+    expect = row.check.expect
+    title = f"{row.check.id}: {row.check.metric}, A vs B (judged on the aggregate)"
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], horizontal_spacing=0.1,
+                        subplot_titles=["per block: shown, not judged", "aggregate: judged"])
+    fig.update_layout(title={"text": title, "x": 0.01}, height=400, margin={"l": 60, "r": 20, "t": 80, "b": 50},
+                      legend={"orientation": "h", "y": -0.2}, hovermode="closest")
+    for side, curve in curves.items():
+        if curve:
+            fig.add_trace(go.Scatter(x=list(curve), y=_f32(list(curve.values())), mode="lines+markers", name=f"{names[side]} per block",
+                                     line={"color": colours[side]}, marker={"color": colours[side], "size": 6}, meta=NOT_JUDGED),
+                          row=1, col=1)
+    fig.update_xaxes(title_text="block", row=1, col=1)
+    fig.update_yaxes(title_text=row.check.metric, row=1, col=1)
+    finite = {side: v for side, v in aggregates.items() if v is not None and math.isfinite(v)}
+    y_range = shade_pass_band(fig, expect, list(finite.values()) or [0.0], row=1, col=2)
+    for side, value in finite.items():
+        outside = not expect.admits(value)
+        fig.add_trace(go.Scatter(x=[side], y=_f32([value]), mode="markers", name=f"{names[side]} aggregate {value:.4g} (judged)",
+                                 marker={"color": FAIL_COLOUR if outside else colours[side], "size": 14, "symbol": "diamond"},
+                                 meta=judged([outside])), row=1, col=2)
+    fig.update_yaxes(range=y_range, row=1, col=2)
+    caption = ("Left: the metric in each block alone for A and B, for reading only; the check does not judge blocks. "
+               f"Right: the aggregates the check judges, against its pass band {expect.condition()} (shaded; red: outside). "
+               f"Change: {row.change}.")
     return Figure(f"compare-{row.check.id}", title, caption, fig)
 
 
