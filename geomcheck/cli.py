@@ -312,9 +312,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from geomcheck.gate.book import CLI_UPDATE
+    from geomcheck import options as options_module
     from geomcheck.options import ci_environment
     from geomcheck.runner import BaselineOptions, RunOptions, run_cli
 
+    if not args.no_baseline and Path(args.baseline_dir) == Path(str(options_module.CLI_DEFAULTS["baseline-dir"])):
+        from geomcheck.paths import refuse_linked_default
+
+        refuse_linked_default(Path(args.baseline_dir), "--baseline-dir")
+    if not args.no_report and args.report is None:  # refused now, not after the whole run
+        from geomcheck.paths import refuse_linked_default
+        from geomcheck.report import DEFAULT_DIRECTORY
+
+        refuse_linked_default(DEFAULT_DIRECTORY, "--report")
     options = RunOptions(
         models=tuple(args.models),
         specs=_spec_paths("run", args),

@@ -33,6 +33,10 @@ class UnsafePathError(GeomcheckError, ValueError):
         super().__init__(f"refusing to write {target}: it resolves outside {root}")
 
 
+class LinkedOutputError(GeomcheckError, ValueError):
+    """A default output folder (reports/, baselines/, a trajectory cache) is a link: it may lead anywhere."""
+
+
 def is_safe_name(text: str) -> bool:
     """Whether ``text`` may be used as it is as one file or folder name."""
     return len(text) <= MAX_NAME_LENGTH and SAFE_NAME.fullmatch(text) is not None
@@ -73,6 +77,30 @@ def printable(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def refuse_linked_default(folder: Path, option: str) -> Path:
+    """``folder`` (a default output folder such as ``reports/``), refused when the project holds it as a link.
+
+    A pull request can commit ``reports`` or ``baselines`` as a symlink to anywhere the CI job may
+    write; geomcheck then wrote there. Folders it chooses itself must really lie where they appear:
+    every existing component from the working directory down is checked. A folder named on the
+    command line (``option``) is written wherever the user says, links included.
+    """
+    base = Path.cwd()
+    current = base if not folder.is_absolute() else Path(folder.anchor)
+    for part in (folder.parts if not folder.is_absolute() else folder.parts[1:]):
+        current = current / part
+        if current.is_symlink():
+            try:
+                target = current.resolve()
+            except (OSError, RuntimeError):
+                target = Path(os.readlink(current))
+            raise LinkedOutputError(f"{current} is a link to {target}; geomcheck does not write through a link it did not "
+                                    f"create (a repository can commit one): remove it, or name the folder with {option}")
+        if not current.exists():
+            break
+    return folder
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:

@@ -183,3 +183,40 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+class JSONValueError(ValueError):
+    """A number in a JSON file that geomcheck never writes: Infinity, NaN, 1e999 or an integer of thousands of digits."""
+
+
+MAX_INT_DIGITS = 40  # every count and step geomcheck writes fits in far fewer
+
+
+def _refuse_constant(name: str) -> float:
+    raise JSONValueError(f"holds the non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise JSONValueError(f"holds the number {text[:40]}, too large to be finite")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise JSONValueError(f"holds an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def strict_json(text: str, object_pairs_hook: Callable | None = None) -> object:
+    """JSON as geomcheck writes it (``allow_nan=False``): finite numbers of sane size only.
+
+    ``json.loads`` accepts ``Infinity`` and ``1e999`` (as inf) and parses a 5,000-digit integer until
+    Python's digit limit raises deep inside; a file a pull request edited gets one clear ValueError
+    instead (JSONValueError for numbers, RecursionError left to the caller for nesting).
+    """
+    import json
+
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_short_int,
+                      object_pairs_hook=object_pairs_hook)

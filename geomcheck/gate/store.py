@@ -19,7 +19,7 @@ from pathlib import Path
 
 from geomcheck.gate.codec import FORMAT, BaselineError, document
 from geomcheck.paths import confined, safe_component, write_atomically
-from geomcheck.safe_read import UnsafeReadError, read_capped
+from geomcheck.safe_read import JSONValueError, UnsafeReadError, read_capped, strict_json
 
 FILE_MODE = 0o644
 MAX_BASELINE_BYTES = 64 << 20  # a 100-block model with per-block replicates is a few MB
@@ -32,7 +32,9 @@ def baseline_path(root: Path, model_key: str, spec_name: str) -> Path:
 
 def read(path: Path) -> dict[str, object]:
     try:
-        data = json.loads(read_capped(Path(path), MAX_BASELINE_BYTES, "baseline").decode("utf-8"), object_pairs_hook=_unique_keys(path))
+        data = strict_json(read_capped(Path(path), MAX_BASELINE_BYTES, "baseline").decode("utf-8"), object_pairs_hook=_unique_keys(path))
+    except JSONValueError as exc:
+        raise BaselineError(f"{path}: {exc}, which no baseline holds; re-create it with --geom-update") from None
     except UnsafeReadError as exc:
         raise BaselineError(f"{exc}; re-create it with --geom-update") from None
     except UnicodeDecodeError as exc:

@@ -460,6 +460,9 @@ def _load_tokenizer(ref: ModelRef, directory: str, options: LoadOptions) -> obje
 
     try:
         return AutoTokenizer.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
+    except RecursionError:
+        raise ModelLoadError(ref.text, f"no usable tokenizer in {directory} (tokenizer.json is nested too deeply to read)",
+                             "save the tokenizer next to the weights") from None
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(ref.text, f"no usable tokenizer in {directory} ({_first_line(exc)})", "save the tokenizer next to the weights") from exc
 

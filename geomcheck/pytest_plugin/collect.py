@@ -70,6 +70,10 @@ def build_settings(config: pytest.Config, models: list[str]) -> Settings:
                                 "give one of them")
     if not config.getoption("geom_no_baseline"):
         root = _checked(config, BASELINE_DIR.pytest_dest, BASELINE_DIR.parse, config.rootpath / "baselines")
+        if root == config.rootpath / "baselines" and root.is_symlink():  # the default, committed as a link: never followed
+            raise pytest.UsageError(f"{root} is a link to {root.resolve()}; geomcheck does not read or write baselines through a "
+                                    "link it did not create (a repository can commit one): remove it, or name the folder with "
+                                    "--geom-baseline-dir")
     batch_size = _checked(config, BATCH_SIZE.pytest_dest, BATCH_SIZE.parse, 8)
     return Settings(options, budget, root, update=bool(config.getoption("geom_update") or config.getoption("geom_force_update")),
                     force=bool(config.getoption("geom_force_update")), batch_size=batch_size,

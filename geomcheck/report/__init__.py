@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geomcheck.paths import confined, safe_component, write_atomically
+from geomcheck.paths import confined, refuse_linked_default, safe_component, write_atomically
 
 if TYPE_CHECKING:
     from geomcheck.gate.results import CheckResult, SessionView
@@ -54,6 +54,8 @@ def report_paths(session: SessionView, report: str | None) -> dict[tuple[str, Pa
         spec = pairs[(model, spec_path)][0].spec
         names[(model, spec_path)] = f"{_model_key(session, model)}-{_safe(spec.name)}"
     target = Path(report) if report else None
+    if target is None:
+        refuse_linked_default(DEFAULT_DIRECTORY, "--report (pytest: --geom-report)")
     as_folder = target is None or target.is_dir() or str(report).endswith(("/", os.sep))
     paths: dict[tuple[str, Path], Path] = {}
     taken: set[Path] = set()

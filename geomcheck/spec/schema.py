@@ -487,7 +487,8 @@ def load_specs(paths: Iterable[str | os.PathLike[str]], registry: Registry | Non
     problems: list[SpecProblem] = []
     for entry in map(Path, paths):
         if entry.is_dir():
-            found = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES)
+            # adapters.yaml beside the specs declares module layouts (models.adapters.user_tables), it is no spec.
+            found = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES and p.name != "adapters.yaml")
             if not found:  # a run that checks nothing must not pass
                 message = f"the folder holds no {' or '.join(SPEC_SUFFIXES)} spec files, so there is nothing to check."
                 problems.append(SpecProblem(display_path(entry), 1, 1, "(folder)", message))

@@ -14,12 +14,15 @@ from importlib import metadata
 from pathlib import Path
 
 from geomcheck.paths import safe_component, write_atomically
+from geomcheck.safe_read import read_capped, strict_json
 from geomcheck.spec.schema import Spec
 from geomcheck.trajectory.records import CheckpointRecord
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 IDENTITY_FILES = ("config.json",)
 
+
+MAX_RECORD_BYTES = 16 << 20  # one checkpoint's values and per-block values: kilobytes; a planted giant is refused unread
 
 def cache_key(reference: str, spec: Spec, *, dtype: str, seed: int, token_budget: int) -> str:
     """A short hash of everything that decides the measured values of ``reference`` under ``spec``."""
@@ -47,7 +50,11 @@ def read(path: Path) -> CheckpointRecord | None:
     if not path.is_file():
         return None
     try:
-        return CheckpointRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        text = read_capped(path, MAX_RECORD_BYTES, "trajectory cache record").decode("utf-8")
+        return CheckpointRecord.from_json(strict_json(text))
+    except RecursionError:
+        print(f"geomcheck trajectory: ignoring the cache file {path} (nested too deeply to be a record); measuring again", file=sys.stderr)
+        return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"geomcheck trajectory: ignoring the unreadable cache file {path} ({exc}); measuring again", file=sys.stderr)
         return None

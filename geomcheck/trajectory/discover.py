@@ -11,9 +11,11 @@ from pathlib import Path
 
 from geomcheck.errors import GeomcheckError
 from geomcheck.paths import printable
+from geomcheck.safe_read import read_capped
 
 CHECKPOINT_GLOB = "checkpoint-*"
 TRAINER_STATE = "trainer_state.json"
+MAX_TRAINER_STATE_BYTES = 64 << 20  # its log history grows with the run; only global_step is read
 _NUMBER = re.compile(r"(\d+)")
 _GLOB_CHARS = set("*?[")
 
@@ -78,8 +80,8 @@ def _step(reference: str) -> int | None:
     state = path / TRAINER_STATE
     if state.is_file():
         try:
-            step = json.loads(state.read_text(encoding="utf-8")).get("global_step")
-        except (OSError, ValueError, AttributeError):
+            step = json.loads(read_capped(state, MAX_TRAINER_STATE_BYTES, TRAINER_STATE).decode("utf-8")).get("global_step")
+        except (OSError, ValueError, AttributeError, RecursionError):  # unreadable, huge or nested without end: the folder name decides
             step = None
         if isinstance(step, int) and not isinstance(step, bool):
             return step

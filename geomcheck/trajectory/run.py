@@ -24,7 +24,7 @@ from geomcheck.capture.inputs import DEFAULT_TOKEN_BUDGET
 from geomcheck.errors import GeomcheckError
 from geomcheck.exit_codes import REGRESSED, ExitCode
 from geomcheck.models.loader import LoadOptions
-from geomcheck.paths import safe_component
+from geomcheck.paths import refuse_linked_default, safe_component
 from geomcheck.runner import GeomSession
 from geomcheck.spec.schema import Spec
 from geomcheck.trajectory import cache
@@ -98,7 +98,12 @@ def cache_folder(options: TrajectoryOptions) -> Path:
     if options.cache:
         return Path(options.cache)
     path = report_path(options)
-    return path.with_name(f"{path.stem}.cache")
+    if options.report is None:
+        refuse_linked_default(path.parent, "--report or --cache")
+    folder = path.with_name(f"{path.stem}.cache")
+    if folder.is_symlink():  # named by geomcheck, not by the user: never followed
+        refuse_linked_default(folder, "--cache")
+    return folder
 
 
 def collect(checkpoints: Sequence[Checkpoint], spec: Spec, options: TrajectoryOptions, *, rank: int = 0, world: int = 1,

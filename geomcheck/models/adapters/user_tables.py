@@ -71,6 +71,8 @@ def load_adapter_file(path: Path) -> tuple[ArchitectureTable, ...]:
         raise AdapterFileError(str(path), f"is not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise AdapterFileError(str(path), f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except RecursionError:
+        raise AdapterFileError(str(path), "is nested too deeply to be an adapters file") from None
     try:
         parsed = _AdapterFile.model_validate(raw)
     except ValidationError as exc:
