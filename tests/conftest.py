@@ -37,23 +37,23 @@ def smollm2():
     return models.load("smollm2-135m")
 
 
-@pytest.fixture(scope="session")
-def gemma():
-    """Gemma-3-270M joined from its four PyPI parts; skipped (saying how to install) when they are missing."""
+def _packaged_model(alias: str, name: str):
+    """A packaged real model joined from its PyPI parts; skipped (saying how to install) when they are missing."""
     from geomcheck.models import loader as models
 
-    packaged = models.PACKAGED["gemma3-270m"]
+    packaged = models.PACKAGED[alias]
     if not packaged.installed():
-        pytest.skip(f"{packaged.install} to run the Gemma-3 real-model tests")
-    return models.load("gemma3-270m")
+        pytest.skip(f"{packaged.install} to run the {name} real-model tests")
+    return models.load(alias)
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """Gemma-3-270M from its four parts (the third calibration family)."""
+    return _packaged_model("gemma3-270m", "Gemma-3")
 
 
 @pytest.fixture(scope="session")
 def qwen():
-    """Qwen2.5-Coder-0.5B joined from its six PyPI parts; skipped (saying how to install) when they are missing."""
-    from geomcheck.models import loader as models
-
-    packaged = models.PACKAGED["qwen2.5-coder-0.5b"]
-    if not packaged.installed():
-        pytest.skip(f"{packaged.install} to run the Qwen real-model tests")
-    return models.load("qwen2.5-coder-0.5b")
+    """Qwen2.5-Coder-0.5B from its six parts."""
+    return _packaged_model("qwen2.5-coder-0.5b", "Qwen")
