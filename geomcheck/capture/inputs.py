@@ -224,6 +224,10 @@ def build_batch(spec: InputSpec, tokenizer, *, bos_token_id: int | None, default
         ids, description = _chunks(text, origin, spec, rng, tokenizer)
     if bos:
         ids = np.concatenate([np.full((ids.shape[0], 1), bos_token_id, dtype=np.int64), ids], axis=1)
+    if ids.size and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
+        # A tokenizer from another model (or edited): the embedding lookup would fail with a bare IndexError.
+        raise InputError(f"the tokenizer gives token id {int(ids.max())}, but the model's vocabulary has {vocab_size} entries "
+                         "(config.json vocab_size): the tokenizer saved with the checkpoint is not the model's own")
     return TokenBatch(ids.astype(np.int64), bos, spec, description)
 
 
