@@ -161,6 +161,23 @@ def test_a_user_table_naming_the_token_embedding_as_positions_is_refused(tiny_di
     assert not result.ok and "not positions" in result.failure and "'wte'" in result.failure
 
 
+@pytest.mark.parametrize(("swap", "early"), [(("attn", "mlp"), "norm_mlp"), (("norm_attn", "norm_mlp"), "attn")])
+def test_a_user_table_that_swaps_sites_is_refused_though_the_residual_adds_up(tiny_dirs, swap, early):
+    """x + a + m adds up whichever module is called attn (and norms are off the residual path): a sequential
+    block must also run norm_attn -> attn -> norm_mlp -> mlp in that order (issue 22, item 5)."""
+    import dataclasses
+
+    from geomcheck.models.adapters.probe import probe
+    from geomcheck.models.loader import load
+
+    lm = load(str(tiny_dirs["llama"]))
+    first, second = swap
+    swapped = dataclasses.replace(lm.table, **{first: getattr(lm.table, second), second: getattr(lm.table, first)})
+    assert probe(lm.model, lm.table).ok
+    result = probe(lm.model, swapped)
+    assert not result.ok and f"the module named {early}" in result.failure and "are they swapped?" in result.failure
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("num_hidden_layers", 100_000, "num_hidden_layers is 100000; it must be a whole number in [1, 1,024]"),
     ("num_hidden_layers", 1e9, "num_hidden_layers is 1000000000.0"),

@@ -96,3 +96,15 @@ def test_a_trajectory_cache_committed_as_a_link_is_refused(project, tiny_dirs, c
     os.symlink(outside, root / "reports" / "t.cache")
     assert cli.main(["trajectory", "runs", "--spec=specs/s.yaml", "--report", "reports/t.html"]) == 3
     assert "t.cache is a link to" in capsys.readouterr().err and list(outside.iterdir()) == []
+
+
+def test_a_tokenizer_beyond_the_model_vocabulary_is_an_input_error():
+    from geomcheck.capture.inputs import InputSpec, build_batch
+    from geomcheck.errors import InputError
+
+    class Words:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [599] * 4096}
+
+    with pytest.raises(InputError, match="token id 599, but the model's vocabulary has 512 entries"):
+        build_batch(InputSpec(sequences=2, tokens=8), Words(), bos_token_id=None, default_bos=False, vocab_size=512)

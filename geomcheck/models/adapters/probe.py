@@ -65,9 +65,24 @@ def probe(model: nn.Module, table: ArchitectureTable) -> ProbeResult:
         except (AttributeError, TypeError) as exc:
             return ProbeResult(False, float("inf"), f"pos_embed {table.pos_embed!r} is not in the module tree ({exc})")
         hooks.on_call_with_input(table_module, positions.append)
+    # Residual sums cannot tell attention from MLP (x + a + m adds up either way), and norms are not on
+    # the residual path at all: a sequential block must also run its named modules in their order.
+    order: list[tuple[int, str]] = []
+    watchers = []
+    if table.scheme == "sequential":
+        for i, taps in enumerate(layout):
+            for name, module in (("norm_attn", taps.norm_attn), ("attn", taps.attn), ("norm_mlp", taps.norm_mlp), ("mlp", taps.mlp)):
+                if module is not None:
+                    watchers.append(module.register_forward_hook(lambda *_, i=i, name=name: order.append((i, name))))
     try:
         with hooks.installed(), torch.inference_mode():
             out = base(input_ids=ids, output_hidden_states=True, use_cache=False)
+            swapped = _out_of_order(order)
+            if swapped is not None:
+                block, early, late = swapped
+                return ProbeResult(False, float("inf"), (
+                    f"block {block}: the module named {early} ({getattr(table, early)!r}) runs before the one named {late} "
+                    f"({getattr(table, late)!r}); a sequential block runs {' -> '.join(SEQUENTIAL_ORDER)}: are they swapped?"))
             if table.pos_embed is not None:
                 wrong = _not_positions(positions, ids.shape[1], table.pos_embed_offset)
                 if wrong:
@@ -84,8 +99,28 @@ def probe(model: nn.Module, table: ArchitectureTable) -> ProbeResult:
         return ProbeResult(False, exc.rms_error, f"block {exc.block}: relative RMS error {exc.rms_error:.3g} > {exc.tolerance:g} ({exc.detail})")
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
         return ProbeResult(False, float("inf"), f"the probe forward pass failed ({type(exc).__name__}: {str(exc)[:120]})")
+    finally:
+        for watcher in watchers:
+            watcher.remove()
     worst = float(np.nanmax(check.worst)) if len(check.worst) else 0.0
     return ProbeResult(True, worst)
+
+
+SEQUENTIAL_ORDER = ("norm_attn", "attn", "norm_mlp", "mlp")
+
+
+def _out_of_order(order: list[tuple[int, str]]) -> tuple[int, str, str] | None:
+    """(block, the site that ran early, the site it should follow) for the first block whose named modules first
+    finished out of the sequential order; None when every block kept it."""
+    first: dict[int, dict[str, int]] = {}
+    for position, (block, name) in enumerate(order):
+        first.setdefault(block, {}).setdefault(name, position)
+    for block, seen in sorted(first.items()):
+        ranked = [name for name in SEQUENTIAL_ORDER if name in seen]
+        for earlier, later in zip(ranked, ranked[1:]):
+            if seen[later] < seen[earlier]:
+                return block, later, earlier
+    return None
 
 
 def _not_positions(inputs: list[torch.Tensor], length: int, offset: int) -> str:
