@@ -127,6 +127,62 @@ for step in (1, 2): shutil.copytree(TINY, runs / f"checkpoint-{step}")
 (p / "reports").mkdir(); os.symlink(outside, p / "reports" / "t.cache")
 run("trajectory cache is a link outside", ["trajectory", str(runs), "--spec=specs/s.yaml", "--report", str(p / "reports" / "t.html")], p, outside)
 
+# spec files, as a pull request commits them
+SECRET = "AKIAGEOMCHECKCAMPAIGNSECRET"
+def spec_case(name, write, args=None, secret_report=False):
+    p = project("s-" + str(len(rows)))
+    target = p / "specs" / "s.yaml"
+    target.unlink()
+    write(p, target)
+    extra = args if args is not None else ["--spec=specs", "--no-baseline"]
+    run("spec " + name, ["run", f"--model={TINY}", *extra], p, env={"AWS_SECRET_ACCESS_KEY": SECRET})
+    if secret_report:
+        leaked = [str(f) for f in (p / "reports").rglob("*.html") if SECRET in f.read_text(errors="replace")] if (p / "reports").exists() else []
+        if leaked:
+            name, rc, sec, internal, silent, wrote, tail = rows[-1]
+            rows[-1] = (name, rc, sec, internal, True, wrote + leaked, tail)
+NAMED = ["--spec=specs/s.yaml", "--no-baseline"]  # named as a file: a folder lists only regular files
+spec_case("FIFO as the spec", lambda p, t: os.mkfifo(t), NAMED)
+spec_case("linked to /dev/zero", lambda p, t: os.symlink("/dev/zero", t), NAMED)
+spec_case("sparse 6 GB", lambda p, t: open(t, "wb").truncate(6 << 30))
+spec_case("nested 100,000 deep", lambda p, t: t.write_text("a: " + "[" * 100000 + "]" * 100000))
+spec_case("billion laughs", lambda p, t: t.write_text("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
+    for i in range(8)) + SPEC))
+spec_case("unknown property", lambda p, t: t.write_text(SPEC.replace("first_position_norm", "no_such_property")))
+spec_case("surrogate in reason", lambda p, t: t.write_text(SPEC + '    reason: "bad \\udc80 text"\n'))
+spec_case("YAML 1.1 octal sequences", lambda p, t: t.write_text(SPEC.replace("sequences: 8", "sequences: 010")))
+spec_case("python tag", lambda p, t: t.write_text(SPEC + "    reason: !!python/object/apply:os.system [echo pwned]\n"))
+def environ_link(p, t):
+    (p / "inputs").mkdir()
+    os.symlink("/proc/self/environ", p / "inputs" / "notes.txt")
+    t.write_text(SPEC.replace("inputs: {sequences: 8, tokens: 12}", "inputs: {mode: text, source: inputs, sequences: 2, tokens: 16}"))
+spec_case("text input linked to /proc/self/environ", environ_link, ["--spec=specs", "--no-baseline", "--report-input-text"], secret_report=True)
+def outside_link(p, t):
+    (p / "inputs").mkdir()
+    secret = BASE / "secret.txt"
+    secret.write_text((SECRET + " ") * 500)
+    os.symlink(secret, p / "inputs" / "notes.txt")
+    t.write_text(SPEC.replace("inputs: {sequences: 8, tokens: 12}", "inputs: {mode: text, source: inputs, sequences: 2, tokens: 16}"))
+spec_case("text input linked outside the project", outside_link, ["--spec=specs", "--no-baseline", "--report-input-text"], secret_report=True)
+
+# command-line options
+def option_case(name, args, prepare=None):
+    p = project("o-" + str(len(rows)))
+    if prepare:
+        prepare(p)
+    run("options " + name, ["run", f"--model={TINY}", "--spec=specs", *args], p)
+option_case("--baseline-dir of an unknown user", ["--baseline-dir=~nobody_geomcheck/x"])
+option_case("--report under /proc", ["--no-baseline", "--report=/proc/x.html"])
+option_case("--update with --no-baseline", ["--update", "--no-baseline"])
+option_case("non-ASCII digits", ["--no-baseline", "--token-budget", "\u0663"])
+option_case("--seed -1", ["--no-baseline", "--seed", "-1"])
+option_case("--device bogus", ["--no-baseline", "--device", "bogus"])
+option_case("--token-budget 0", ["--no-baseline", "--token-budget", "0"])
+option_case("FIFO as --adapters", ["--no-baseline", "--adapters=fifo.yaml"], lambda p: os.mkfifo(p / "fifo.yaml"))
+option_case("a file as --baseline-dir", ["--baseline-dir=pyproject.toml"])
+option_case("spec path that does not exist", ["--no-baseline", "--spec=specs/nope.yaml"])
+
 surfaces: dict[str, list] = {}
 for row in rows:
     surfaces.setdefault(row[0].split()[0].rstrip(":"), []).append(row)
