@@ -522,13 +522,12 @@ def missing_spec_hint(path: Path) -> str:
 def display_path(path: Path) -> str:
     from geomcheck.spec import builtin
 
-    shipped = builtin.label(path)
-    if shipped is not None:  # a shipped spec reads the same wherever geomcheck is installed
-        return shipped
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
     except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (OSError from Python 3.13)
-        return str(path)
+        # Outside the working directory: a shipped spec reads as builtin:NAME wherever geomcheck is installed
+        # (in a checkout, where they are specs/*.yaml, they keep their path).
+        return builtin.label(path) or str(path)
 
 
 def project_root(path: Path) -> Path:
